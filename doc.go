@@ -1,0 +1,15 @@
+// Package distkit is a library of the distributed-system patterns in
+// Brendan Burns' Designing Distributed Systems, one package per pattern:
+//
+//   - [github.com/distkit/distkit/shard]: sharded services (ch. 6) —
+//     consistent-hash placement of keys on nodes.
+//
+// Pattern packages never import each other. They meet in user code through
+// small interfaces that each package declares for what it consumes; for
+// example, anything with a Locate(key string) (string, bool) method can
+// route requests by key, and a [github.com/distkit/distkit/shard.Table]
+// has one. The examples directory composes them into runnable programs.
+//
+// This package holds no code; it documents the library and, in its tests,
+// enforces the rule above.
+package distkit
