@@ -17,9 +17,25 @@ var patterns = []string{
 
 const module = "github.com/distkit/distkit"
 
-// crossImports returns "a imports b" for every pattern package a whose
-// non-test dependencies, direct or not, include another pattern package b.
-// listing holds lines of "package dep dep ...", as go list prints them.
+// patternOf returns the pattern a package belongs to (its first path
+// element below the module, if that is a pattern), or "".
+func patternOf(pkg string) string {
+	rest, ok := strings.CutPrefix(pkg, module+"/")
+	if !ok {
+		return ""
+	}
+	first, _, _ := strings.Cut(rest, "/")
+	if slices.Contains(patterns, first) {
+		return first
+	}
+	return ""
+}
+
+// crossImports returns "a imports b" for every package a of one pattern
+// (the pattern's package or one below it, like shard/shardtest) whose
+// non-test dependencies, direct or not, include a package of another
+// pattern. listing holds lines of "package dep dep ...", as go list prints
+// them.
 func crossImports(listing string) []string {
 	var bad []string
 	for line := range strings.Lines(listing) {
@@ -27,16 +43,13 @@ func crossImports(listing string) []string {
 		if len(fields) == 0 {
 			continue
 		}
-		pkg := strings.TrimPrefix(fields[0], module+"/")
-		if !slices.Contains(patterns, pkg) {
+		own := patternOf(fields[0])
+		if own == "" {
 			continue
 		}
 		for _, dep := range fields[1:] {
-			d := strings.TrimPrefix(dep, module+"/")
-			if d != pkg && (slices.Contains(patterns, d) || slices.ContainsFunc(patterns, func(p string) bool {
-				return strings.HasPrefix(d, p+"/")
-			})) {
-				bad = append(bad, pkg+" imports "+d)
+			if p := patternOf(dep); p != "" && p != own {
+				bad = append(bad, strings.TrimPrefix(fields[0], module+"/")+" imports "+strings.TrimPrefix(dep, module+"/"))
 			}
 		}
 	}
@@ -62,10 +75,15 @@ func TestPatternsDoNotImportEachOther(t *testing.T) {
 func TestCrossImportsCatchesViolations(t *testing.T) {
 	listing := module + "/ambassador fmt " + module + "/internal/clock " + module + "/shard\n" +
 		module + "/shard fmt github.com/cespare/xxhash/v2\n" +
+		module + "/shard/shardtest " + module + "/shard " + module + "/discovery\n" +
 		module + "/workqueue " + module + "/election/electiontest\n" +
 		module + "/examples/cluster " + module + "/shard " + module + "/election\n"
 	got := crossImports(listing)
-	want := []string{"ambassador imports shard", "workqueue imports election/electiontest"}
+	want := []string{
+		"ambassador imports shard",
+		"shard/shardtest imports discovery",
+		"workqueue imports election/electiontest",
+	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("crossImports = %q, want %q", got, want)
 	}

@@ -58,8 +58,6 @@ func buildBounded(s *Snapshot) error {
 	return nil
 }
 
-func (b *bounded) owner(h uint64) int { return int(b.slots[slotOf(h, uint64(len(b.slots)))]) }
-
 // appendOwners takes the partition's owner, then the nodes clockwise from
 // the partition's place on the ring.
 func (b *bounded) appendOwners(h uint64, n int, dst []string) []string {

@@ -78,7 +78,7 @@ func Diff(from, to *Snapshot) (Movement, error) {
 }
 
 func snapshotSteps(s *Snapshot) ([]step, error) {
-	if s == nil {
+	if s == nil || s.impl == nil {
 		return []step{{last: math.MaxUint64, owner: -1}}, nil
 	}
 	if s.Len() == 0 {

@@ -37,6 +37,7 @@ type NodeError struct {
 	Err error
 }
 
+// Error describes the problem and names the node by position and ID.
 func (e *NodeError) Error() string {
 	return fmt.Sprintf("shard: node %d (%q): %v", e.Index, e.ID, e.Err)
 }

@@ -73,10 +73,12 @@ func ExampleSnapshot_LocateN() {
 	// order:18 [b e a]
 }
 
-// Weights are relative capacities: here b gets about twice a's share.
-// A node with a tiny weight still gets a share, however small.
+// Weights are relative capacities: here b gets about twice a's share. A
+// node with a tiny weight still owns part of the key space, however small.
 func ExampleNode() {
-	s, err := shard.Build(shard.Default(), []shard.Node{{ID: "a", Weight: 1}, {ID: "b", Weight: 2}})
+	s, err := shard.Build(shard.Default(), []shard.Node{
+		{ID: "a", Weight: 1}, {ID: "b", Weight: 2}, {ID: "tiny", Weight: shard.MinWeight},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -86,8 +88,21 @@ func ExampleNode() {
 		count[node]++
 	}
 	fmt.Printf("a %.2f, b %.2f\n", float64(count["a"])/30000, float64(count["b"])/30000)
+
+	all, err := shard.Diff(nil, s) // from nothing: every range, with its owner
+	if err != nil {
+		log.Fatal(err)
+	}
+	var tiny float64
+	for _, m := range all.Moves {
+		if m.To == "tiny" {
+			tiny += m.Fraction()
+		}
+	}
+	fmt.Printf("tiny owns %.7f of the key space\n", tiny)
 	// Output:
 	// a 0.33, b 0.67
+	// tiny owns 0.0000019 of the key space
 }
 
 // Diff plans a resharding: the ranges of key hashes that change owner.
@@ -143,15 +158,33 @@ func ExampleBounded() {
 	// bounded(load=1.1, partitions=1024)
 }
 
-// Jump suits numbered shards that grow and shrink at the end: nodes are
-// numbered in the natural order of their IDs.
+// Jump suits numbered shards that grow and shrink at the end. Nodes are
+// numbered in the natural order of their IDs, so shard-10 comes after
+// shard-9, and adding it moves keys to it and nowhere else.
 func ExampleJump() {
-	s, err := shard.Build(shard.Jump(), shard.Nodes("shard-10", "shard-2", "shard-1"))
+	nine := shard.Nodes("shard-3", "shard-1", "shard-9", "shard-2", "shard-5", "shard-4", "shard-8", "shard-7", "shard-6")
+	before, err := shard.Build(shard.Jump(), nine)
 	if err != nil {
 		log.Fatal(err)
 	}
-	node, _ := s.Locate("invoice:991")
-	fmt.Println(node)
+	after, err := before.With(append(nine, shard.Node{ID: "shard-10", Weight: 1}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	toNew, elsewhere := 0, 0
+	for i := range 10000 {
+		key := fmt.Sprint("invoice:", i)
+		was, _ := before.Locate(key)
+		now, _ := after.Locate(key)
+		switch {
+		case was == now:
+		case now == "shard-10":
+			toNew++
+		default:
+			elsewhere++
+		}
+	}
+	fmt.Println(toNew, "keys moved to shard-10,", elsewhere, "elsewhere")
 	// Output:
-	// shard-10
+	// 1043 keys moved to shard-10, 0 elsewhere
 }

@@ -22,30 +22,40 @@ func goldenAlgorithms() []Algorithm {
 	}
 }
 
-func goldenNodes(alg Algorithm) []Node {
-	nodes := Nodes(ids("node", 10)...)
+// goldenSets are a small set, which stratified tables build by scoring
+// every pair, and a large weighted one, which they build by sweeping.
+func goldenSets(alg Algorithm) [][]Node {
+	small := Nodes(ids("node", 10)...)
+	large := Nodes(ids("member", 100)...)
 	if weighted(alg) {
-		nodes[2].Weight, nodes[5].Weight, nodes[7].Weight = 2, 0.5, 3
+		small[2].Weight, small[5].Weight, small[7].Weight = 2, 0.5, 3
+		for i := range large {
+			large[i].Weight = []float64{1, 2, 0.5, 3, 1e-3}[i%5]
+		}
 	}
-	return nodes
+	return [][]Node{small, large}
 }
 
-// goldenLines renders the placement of a fixed key set by every algorithm:
-// the first three owners of 100 keys, and a digest of the owners of 100,000.
+// goldenLines renders the placement of a fixed key set by every algorithm
+// on each golden set: the first three owners of 100 keys (20 for the large
+// set), and a digest of the owners of 100,000.
 func goldenLines(t *testing.T) []string {
 	var out []string
 	for _, alg := range goldenAlgorithms() {
-		s := mustBuild(t, alg, goldenNodes(alg))
-		for i := range 100 {
-			k := fmt.Sprintf("key-%d", i)
-			out = append(out, fmt.Sprintf("%s\t%s\t%s", alg, k, strings.Join(s.LocateN(k, 3, nil), ",")))
+		for set, nodes := range goldenSets(alg) {
+			s := mustBuild(t, alg, nodes)
+			shown := []int{100, 20}[set]
+			for i := range shown {
+				k := fmt.Sprintf("key-%d", i)
+				out = append(out, fmt.Sprintf("%s\t%d\t%s\t%s", alg, len(nodes), k, strings.Join(s.LocateN(k, 3, nil), ",")))
+			}
+			d := xxhash.New()
+			for i := range 100000 {
+				id, _ := s.Locate(fmt.Sprintf("key-%d", i))
+				_, _ = d.WriteString(id + "\n")
+			}
+			out = append(out, fmt.Sprintf("%s\t%d\tdigest-100000\t%016x", alg, len(nodes), d.Sum64()))
 		}
-		d := xxhash.New()
-		for i := range 100000 {
-			id, _ := s.Locate(fmt.Sprintf("key-%d", i))
-			_, _ = d.WriteString(id + "\n")
-		}
-		out = append(out, fmt.Sprintf("%s\tdigest-100000\t%016x", alg, d.Sum64()))
 	}
 	return out
 }

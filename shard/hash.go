@@ -42,6 +42,8 @@ func slotFirst(s, m uint64) uint64 {
 	return q
 }
 
+//go:generate go run gen_log2.go
+
 // negLog2 returns -log2(u/2^64) in 32.32 fixed point: the exponential
 // variate that weighted rendezvous hashing divides by a node's weight.
 // It uses integers and a committed table only, so every platform computes

@@ -6,6 +6,17 @@ import (
 	"strings"
 )
 
+// equalWeights returns a *NodeError for the first node, in the caller's
+// order, whose weight differs from the first node's: Jump has no weights.
+func equalWeights(nodes []Node) error {
+	for i, n := range nodes {
+		if n.Weight != nodes[0].Weight {
+			return &NodeError{Index: i, ID: n.ID, Err: fmt.Errorf("%w: Jump needs equal weights, got %v and %v", ErrInvalidWeight, nodes[0].Weight, n.Weight)}
+		}
+	}
+	return nil
+}
+
 // jump is jump consistent hashing over the nodes in natural ID order.
 type jump struct {
 	mem   *members
@@ -14,17 +25,12 @@ type jump struct {
 
 func buildJump(s *Snapshot) error {
 	ms := s.mem
-	for i := range ms.w {
-		if ms.w[i] != ms.w[0] {
-			return &NodeError{Index: i, ID: ms.ids[i], Err: fmt.Errorf("%w: Jump needs equal weights, got %v and %v", ErrInvalidWeight, ms.w[0], ms.w[i])}
-		}
-	}
 	j := &jump{mem: ms, order: make([]uint16, len(ms.ids))}
 	for i := range j.order {
 		j.order[i] = uint16(i)
 	}
 	slices.SortFunc(j.order, func(a, b uint16) int { return naturalCompare(ms.ids[a], ms.ids[b]) })
-	s.impl = j
+	s.impl, s.owner = j, j.owner
 	return nil
 }
 

@@ -33,31 +33,34 @@ func buildMaglev(s *Snapshot) error {
 	count := make([]int, n)
 	rel := make([]float64, n)
 	wmax := slices.Max(ms.w)
+	turns := &turnQueue{}
 	for i, k := range ms.keys {
 		offset[i] = mix(k) % size
 		skip[i] = mix(k^0x510e527fade682d1)%(size-1) + 1
 		rel[i] = ms.w[i] / wmax
+		turns.push(turn{1, i}) // everyone claims in the first round
 	}
 	table := make([]uint16, size)
 	for i := range table {
 		table[i] = none
 	}
 	// size is prime and 0 < skip < size, so each walk visits every entry.
-	filled := uint64(0)
-	for turn := 1; filled < size; turn++ {
-		for i := 0; i < n && filled < size; i++ {
-			if float64(count[i]) >= float64(turn)*rel[i] {
-				continue
-			}
-			c := (offset[i] + next[i]*skip[i]) % size
-			for table[c] != none {
-				next[i]++
-				c = (offset[i] + next[i]*skip[i]) % size
-			}
-			table[c] = uint16(i)
+	// Rounds are taken from a queue ordered by (round, node): the order of
+	// a loop over rounds and nodes, without visiting nodes whose turn it is
+	// not, which with unequal weights would cost size·n.
+	for filled := uint64(0); filled < size; filled++ {
+		t := turns.pop()
+		i := t.node
+		c := (offset[i] + next[i]*skip[i]) % size
+		for table[c] != none {
 			next[i]++
-			count[i]++
-			filled++
+			c = (offset[i] + next[i]*skip[i]) % size
+		}
+		table[c] = uint16(i)
+		next[i]++
+		count[i]++
+		if r, ok := nextRound(count[i], rel[i], t.round, size); ok {
+			turns.push(turn{r, i})
 		}
 	}
 	mg.slots = table
@@ -65,7 +68,68 @@ func buildMaglev(s *Snapshot) error {
 	return nil
 }
 
-func (mg *maglev) owner(h uint64) int { return int(mg.slots[slotOf(h, uint64(len(mg.slots)))]) }
+// nextRound returns the first round after last in which a node of
+// relative weight rel that holds count entries takes a turn: the first
+// round r with count < r·rel, tested exactly as written so that rounding
+// cannot reorder turns. It reports false past the size-th round, by which
+// the table is full.
+func nextRound(count int, rel float64, last int, size uint64) (int, bool) {
+	est := float64(count)/rel + 1
+	if est > float64(size)+2 {
+		return 0, false
+	}
+	r := max(last+1, int(est)-1)
+	for !(float64(count) < float64(r)*rel) {
+		r++
+	}
+	return r, true
+}
+
+// turn is a node's next round to claim an entry.
+type turn struct{ round, node int }
+
+// turnQueue is a binary min-heap of turns by round, then node.
+type turnQueue []turn
+
+func (q *turnQueue) less(i, j int) bool {
+	a, b := (*q)[i], (*q)[j]
+	return a.round < b.round || (a.round == b.round && a.node < b.node)
+}
+
+func (q *turnQueue) push(t turn) {
+	*q = append(*q, t)
+	for i := len(*q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		(*q)[i], (*q)[p] = (*q)[p], (*q)[i]
+		i = p
+	}
+}
+
+func (q *turnQueue) pop() turn {
+	h := *q
+	top := h[0]
+	h[0] = h[len(h)-1]
+	h = h[:len(h)-1]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < len(h) && (h[l].round < h[m].round || (h[l].round == h[m].round && h[l].node < h[m].node)) {
+			m = l
+		}
+		if r < len(h) && (h[r].round < h[m].round || (h[r].round == h[m].round && h[r].node < h[m].node)) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	*q = h
+	return top
+}
 
 // appendOwners takes the owner of the key's entry, then the owners of the
 // entries after it, as a ring over the table.

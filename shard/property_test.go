@@ -110,7 +110,10 @@ func forceIncremental(t *testing.T, prev *Snapshot, nodes []Node) *Snapshot {
 	}
 	s := &Snapshot{alg: prev.alg, mem: newMembers(sorted)}
 	st := &strat{engine: p.engine}
-	st.set, st.tables = p.engine.incremental(p, removed, added)
+	var ok bool
+	if st.set, st.tables, ok = p.engine.incremental(p, removed, added); !ok {
+		return mustBuild(t, prev.alg, nodes) // a removal chose scratch
+	}
 	if st.winner != nil {
 		st.slots = applyFloor(st.winner, st.set.ids, st.set.keys, st.counts)
 	}
@@ -119,8 +122,8 @@ func forceIncremental(t *testing.T, prev *Snapshot, nodes []Node) *Snapshot {
 	return s
 }
 
-// checkTables verifies the stored runner-ups and counts of a stratified
-// snapshot against brute force.
+// checkTables verifies the stored runner-ups, counts and bound bookkeeping
+// of a stratified snapshot against brute force.
 func checkTables(t *testing.T, s *Snapshot) {
 	t.Helper()
 	st := s.impl.(*strat)
@@ -155,6 +158,19 @@ func checkTables(t *testing.T, s *Snapshot) {
 	if !slices.Equal(counts, st.counts[:len(counts)]) {
 		t.Fatalf("counts %v, tables say %v", counts, st.counts)
 	}
+	unknown := 0
+	for _, r := range st.runner {
+		if r == none {
+			unknown++
+		}
+	}
+	if unknown != st.unknown {
+		t.Fatalf("%d runner-ups unknown, tables say %d", unknown, st.unknown)
+	}
+	if !slices.IsSorted(st.high) || len(slices.Compact(slices.Clone(st.high))) != len(st.high) {
+		t.Fatalf("high is not a sorted set: %v", st.high)
+	}
+
 }
 
 // TestMinimalMovement adds and removes single nodes and checks what moves.
@@ -348,6 +364,116 @@ func TestReplicasAreStable(t *testing.T) {
 			a = slices.DeleteFunc(a, func(id string) bool { return id == "new" })
 			if !slices.Equal(a, b[:len(a)]) {
 				t.Fatalf("%v %q: replicas %v became %v", alg, k, b, a)
+			}
+		}
+	}
+}
+
+// TestLongHistoriesStayHealthy grows a table one node at a time and shrinks
+// it again, as a cluster does over its life, and checks that the state
+// incremental changes rely on stays small and consistent: the exceptions
+// list, the unknown runner-ups, and (at checkpoints) the whole table
+// against a scratch build.
+func TestLongHistoriesStayHealthy(t *testing.T) {
+	alg := Stratified(12)
+	names := ids("node", 150)
+	cur := mustBuild(t, alg, Nodes(names[:2]...))
+	check := func(n int) {
+		st := cur.impl.(*strat)
+		if !st.healthy(st.m, sum(cur.mem.w)) {
+			t.Fatalf("%d nodes: unhealthy tables: %d high, %d unknown, weight %v against %v",
+				n, len(st.high), st.unknown, sum(cur.mem.w), st.weight)
+		}
+		if n%37 == 0 {
+			checkTables(t, cur)
+			samePlacement(t, mustBuild(t, alg, cur.Nodes()), cur, nil)
+		}
+	}
+	for n := 3; n <= len(names); n++ {
+		cur = mustWith(t, cur, Nodes(names[:n]...))
+		check(n)
+	}
+	for n := len(names) - 1; n >= 2; n-- {
+		cur = mustWith(t, cur, Nodes(names[len(names)-n:]...))
+		check(n)
+	}
+}
+
+// TestIncrementalWithExtremeWeights repeats the incremental check with
+// weights across the whole accepted range, where shares floor and sweeps
+// stop early.
+func TestIncrementalWithExtremeWeights(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	weights := []float64{MinWeight, 1e-6, 1e-3, 1, 1, 1, 10, 1e4, MaxWeight}
+	alg := Stratified(10)
+	var cur *Snapshot
+	present := map[string]float64{}
+	for step := range 80 {
+		for range 1 + r.IntN(3) {
+			id := fmt.Sprint("w", r.IntN(30))
+			if _, ok := present[id]; ok && len(present) > 1 && r.IntN(2) == 0 {
+				delete(present, id)
+			} else {
+				present[id] = weights[r.IntN(len(weights))]
+			}
+		}
+		var nodes []Node
+		for id, w := range present {
+			nodes = append(nodes, Node{ID: id, Weight: w})
+		}
+		fresh := mustBuild(t, alg, nodes)
+		if cur != nil {
+			samePlacement(t, fresh, forceIncremental(t, cur, nodes), nil)
+			cur = mustWith(t, cur, nodes)
+		} else {
+			cur = fresh
+		}
+		samePlacement(t, fresh, cur, nil)
+		if step%8 == 0 {
+			checkTables(t, cur)
+		}
+	}
+}
+
+// TestWeightedLocateNMatchesBruteForce checks the order of LocateN for
+// weighted rendezvous-based tables against a brute-force ranking, with a
+// node so light that the share floor gives it its only slot.
+func TestWeightedLocateNMatchesBruteForce(t *testing.T) {
+	nodes := []Node{{"a", 1}, {"b", 3}, {"c", 0.25}, {"d", 1}, {"e", 7}, {"light", MinWeight}}
+	for _, alg := range []Algorithm{Stratified(9), Rendezvous()} {
+		s := mustBuild(t, alg, nodes)
+		if alg.kind == kindStratified && slotCounts(s)["light"] != 1 {
+			t.Fatalf("the light node holds %d slots, want the floor of 1", slotCounts(s)["light"])
+		}
+		for _, k := range keys(300) {
+			h := KeyHash(k)
+			var ranked []cand
+			for i := range s.names {
+				var c cand
+				if st, ok := s.impl.(*strat); ok {
+					c = st.score(st.set, slotOf(h, st.m), i, true)
+				} else {
+					c = s.impl.(rendezvous).cand(h, i)
+					c.e = weigh(c.u, s.mem.w[i])
+				}
+				ranked = append(ranked, c)
+			}
+			slices.SortFunc(ranked, func(a, b cand) int {
+				if better(a, b, false, s.names) {
+					return -1
+				}
+				return 1
+			})
+			var want []string
+			primary, _ := s.Locate(k)
+			want = append(want, primary) // the floor may override the first in rank
+			for _, c := range ranked {
+				if s.names[c.i] != primary {
+					want = append(want, s.names[c.i])
+				}
+			}
+			if got := s.LocateN(k, len(nodes), nil); !slices.Equal(got, want) {
+				t.Fatalf("%v %q: LocateN %v, brute force %v", alg, k, got, want)
 			}
 		}
 	}

@@ -16,10 +16,12 @@ func (r rendezvous) cand(h uint64, i int) cand {
 
 func (r rendezvous) owner(h uint64) int {
 	ms := r.mem
-	if ms.uniform { // the hot case: a plain maximum, ties to the smaller ID
+	if ms.uniform {
+		// The hot case: a plain maximum. IDs are sorted, so keeping the
+		// first of equal scores gives ties to the smaller ID.
 		best, bu := 0, mix(h^ms.keys[0])
 		for i, k := range ms.keys[1:] {
-			if u := mix(h ^ k); u > bu || (u == bu && ms.ids[i+1] < ms.ids[best]) {
+			if u := mix(h ^ k); u > bu {
 				best, bu = i+1, u
 			}
 		}

@@ -10,19 +10,23 @@ import (
 // maxRingPoints bounds the memory a ring may take (16M points, 160 MiB).
 const maxRingPoints = 1 << 24
 
-// ringPoints places max(1, round(vnodes·weight)) points per node and returns
-// them sorted, with the owner of each. Points that collide are ordered by
-// owner ID, so the first one wins the hashes up to it.
+// ringPoints places max(1, round(vnodes·weight/mean weight)) points per
+// node and returns them sorted, with the owner of each: weights are
+// relative, so a node of average weight gets vnodes points whatever the
+// unit. Points that collide are ordered by owner ID, so the first one wins
+// the hashes up to it.
 func ringPoints(mem *members, vnodes int) ([]uint64, []uint16, error) {
+	mean := sum(mem.w) / float64(len(mem.w))
 	counts := make([]int, len(mem.ids))
 	total := 0
 	for i, w := range mem.w {
-		c := max(1, int(math.Round(float64(vnodes)*w)))
-		if c > maxRingPoints || total+c > maxRingPoints {
-			return nil, nil, fmt.Errorf("%w: %d vnodes per unit weight at these weights need more than %d ring points", ErrInvalidAlgorithm, vnodes, maxRingPoints)
+		x := float64(vnodes) * w / mean // compared before it becomes an int, which may be 32 bits
+		if x > maxRingPoints || total+int(x) > maxRingPoints {
+			return nil, nil, fmt.Errorf("%w: %d vnodes for %d nodes of these weights need more than %d ring points",
+				ErrInvalidAlgorithm, vnodes, len(mem.ids), maxRingPoints)
 		}
-		counts[i] = c
-		total += c
+		counts[i] = max(1, int(math.Round(x)))
+		total += counts[i]
 	}
 	type point struct {
 		pos   uint64
@@ -118,7 +122,7 @@ func buildRing(s *Snapshot) error {
 			return err
 		}
 	}
-	s.impl = r
+	s.impl, s.owner = r, r.owner
 	return nil
 }
 

@@ -37,7 +37,7 @@ func TestBuildErrors(t *testing.T) {
 		{"bounded no partitions", Bounded(1.25, 0), nil, ErrInvalidAlgorithm, "partitions"},
 		{"bounded fewer partitions than nodes", Bounded(1.25, 2), Nodes("a", "b", "c"), ErrTooManyNodes, "partitions"},
 		{"more nodes than slots", Stratified(8), Nodes(ids("n", 257)...), ErrTooManyNodes, "slots"},
-		{"ring too many points", Ring(4096), []Node{{"a", 1e9}}, ErrInvalidAlgorithm, "ring points"},
+		{"ring too many points", Ring(4096), Nodes(ids("n", 5000)...), ErrInvalidAlgorithm, "ring points"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Build(tc.alg, tc.nodes)
@@ -328,5 +328,50 @@ func TestFind16(t *testing.T) {
 		if got := find16(xs, x, nil); !slices.Equal(got, want) {
 			t.Errorf("find16(%#x) = %v, want %v", x, got, want)
 		}
+	}
+}
+
+func TestZeroValues(t *testing.T) {
+	var alg Algorithm
+	if alg.withDefaults() != Default() || alg.String() != Default().String() {
+		t.Errorf("the zero Algorithm is %v, want %v", alg.withDefaults(), Default())
+	}
+	if _, err := Build(Stratified(0), nil); !errors.Is(err, ErrInvalidAlgorithm) {
+		t.Errorf("Stratified(0): %v, want ErrInvalidAlgorithm", err)
+	}
+	var s Snapshot
+	if _, ok := s.Locate("k"); ok || s.Len() != 0 || s.LocateN("k", 2, nil) != nil || s.Nodes() != nil {
+		t.Error("a zero Snapshot is not empty")
+	}
+	if _, err := Diff(&s, mustBuild(t, Default(), Nodes("a"))); err != nil {
+		t.Errorf("Diff from a zero Snapshot: %v", err)
+	}
+	next, err := s.With(Nodes("a", "b"))
+	if err != nil || next.Algorithm() != Default() || next.Len() != 2 {
+		t.Errorf("zero Snapshot With: %v, %v", next, err)
+	}
+}
+
+func TestRemoveErrors(t *testing.T) {
+	tb, err := New(Nodes("a", "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ne *NodeError
+	for _, ids := range [][]string{{"a", "zz"}, {"a", "a"}} {
+		if err := tb.Remove(ids...); !errors.Is(err, ErrUnknownNode) || !errors.As(err, &ne) || ne.Index != 1 {
+			t.Errorf("Remove(%q): %v, want ErrUnknownNode for index 1", ids, err)
+		}
+	}
+	if tb.Len() != 2 {
+		t.Errorf("failed removals left %d nodes", tb.Len())
+	}
+}
+
+func TestJumpErrorNamesTheCallersNode(t *testing.T) {
+	_, err := Build(Jump(), []Node{{"b", 1}, {"a", 2}})
+	var ne *NodeError
+	if !errors.As(err, &ne) || ne.Index != 1 || ne.ID != "a" {
+		t.Fatalf("error %v: want a *NodeError for index 1, ID a", err)
 	}
 }

@@ -26,8 +26,9 @@ var (
 
 // Snapshot is an immutable placement of keys on one set of nodes by one
 // algorithm. It is safe for concurrent use, and lookups neither lock nor
-// allocate. A nil *Snapshot is an empty placement. Build one with [Build];
-// derive the next one, after a membership change, with [Snapshot.With].
+// allocate. A nil *Snapshot, like a zero Snapshot, is an empty placement by
+// [Default]. Build one with [Build]; derive the next one, after a
+// membership change, with [Snapshot.With].
 type Snapshot struct {
 	alg   Algorithm
 	mem   *members
@@ -35,6 +36,9 @@ type Snapshot struct {
 	m     uint64   // len(slots)
 	names []string // node IDs by the index slots and steps use
 	impl  placement
+	// owner places a key hash for the algorithms without a slot table
+	// (ring, rendezvous, jump); nil for the others.
+	owner func(h uint64) int
 	sum   uint64
 }
 
@@ -66,9 +70,6 @@ func newMembers(sorted []Node) *members {
 
 // placement is what an algorithm adds to a snapshot.
 type placement interface {
-	// owner returns the index of the node owning key hash h. Only called for
-	// algorithms without a slot table, on a non-empty snapshot.
-	owner(h uint64) int
 	// appendOwners appends the IDs of n distinct owners of h, primary first;
 	// 1 <= n <= number of nodes.
 	appendOwners(h uint64, n int, dst []string) []string
@@ -101,7 +102,7 @@ func (s *Snapshot) With(nodes []Node) (*Snapshot, error) {
 	if s == nil {
 		return Build(Default(), nodes)
 	}
-	return build(s.alg, s, nodes)
+	return build(s.alg.withDefaults(), s, nodes)
 }
 
 func build(alg Algorithm, prev *Snapshot, nodes []Node) (*Snapshot, error) {
@@ -111,6 +112,11 @@ func build(alg Algorithm, prev *Snapshot, nodes []Node) (*Snapshot, error) {
 	sorted, err := sortedNodes(nodes)
 	if err != nil {
 		return nil, err
+	}
+	if alg.kind == kindJump {
+		if err := equalWeights(nodes); err != nil {
+			return nil, err
+		}
 	}
 	ms := newMembers(sorted)
 	s := &Snapshot{alg: alg, mem: ms, names: ms.ids, sum: checksum(alg, sorted)}
@@ -123,7 +129,8 @@ func build(alg Algorithm, prev *Snapshot, nodes []Node) (*Snapshot, error) {
 	case kindRing:
 		err = buildRing(s)
 	case kindRendezvous:
-		s.impl = rendezvous{ms}
+		r := rendezvous{ms}
+		s.impl, s.owner = r, r.owner
 	case kindMaglev:
 		err = buildMaglev(s)
 	case kindJump:
@@ -155,16 +162,15 @@ func checksum(alg Algorithm, sorted []Node) uint64 {
 // Locate returns the node that owns key, or ok=false when there are no
 // nodes. It neither locks nor allocates.
 func (s *Snapshot) Locate(key string) (node string, ok bool) {
-	if s == nil {
+	switch {
+	case s == nil:
 		return "", false
-	}
-	if s.slots != nil {
+	case s.slots != nil:
 		return s.names[s.slots[slotOf(KeyHash(key), s.m)]], true
+	case s.owner != nil && len(s.names) > 0:
+		return s.names[s.owner(KeyHash(key))], true
 	}
-	if len(s.mem.ids) == 0 {
-		return "", false
-	}
-	return s.mem.ids[s.impl.owner(KeyHash(key))], true
+	return "", false
 }
 
 // LocateN appends the IDs of min(n, Len()) distinct owners of key to dst,
@@ -174,15 +180,15 @@ func (s *Snapshot) Locate(key string) (node string, ok bool) {
 // It appends nothing when n < 1 or there are no nodes, and allocates only
 // when dst lacks capacity.
 func (s *Snapshot) LocateN(key string, n int, dst []string) []string {
-	if s == nil || n < 1 || len(s.mem.ids) == 0 {
+	if n < 1 || s.Len() == 0 {
 		return dst
 	}
-	return s.impl.appendOwners(KeyHash(key), min(n, len(s.mem.ids)), dst)
+	return s.impl.appendOwners(KeyHash(key), min(n, s.Len()), dst)
 }
 
 // Len returns the number of nodes.
 func (s *Snapshot) Len() int {
-	if s == nil {
+	if s == nil || s.mem == nil {
 		return 0
 	}
 	return len(s.mem.ids)
@@ -190,7 +196,7 @@ func (s *Snapshot) Len() int {
 
 // Nodes returns a copy of the nodes, sorted by ID.
 func (s *Snapshot) Nodes() []Node {
-	if s == nil {
+	if s.Len() == 0 {
 		return nil
 	}
 	return append([]Node(nil), s.mem.nodes...)
@@ -201,7 +207,7 @@ func (s *Snapshot) Algorithm() Algorithm {
 	if s == nil {
 		return Default()
 	}
-	return s.alg
+	return s.alg.withDefaults()
 }
 
 // Checksum identifies the placement: two snapshots with the same checksum
@@ -209,8 +215,8 @@ func (s *Snapshot) Algorithm() Algorithm {
 // algorithm and the node set alone. Nodes can exchange checksums to detect
 // diverging membership views (as ringpop does) before forwarding requests.
 func (s *Snapshot) Checksum() uint64 {
-	if s == nil {
-		return checksum(Default(), nil)
+	if s.Len() == 0 {
+		return checksum(s.Algorithm(), nil)
 	}
 	return s.sum
 }
