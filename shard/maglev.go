@@ -33,24 +33,17 @@ func buildMaglev(s *Snapshot) error {
 	count := make([]int, n)
 	rel := make([]float64, n)
 	wmax := slices.Max(ms.w)
-	turns := &turnQueue{}
 	for i, k := range ms.keys {
 		offset[i] = mix(k) % size
 		skip[i] = mix(k^0x510e527fade682d1)%(size-1) + 1
 		rel[i] = ms.w[i] / wmax
-		turns.push(turn{1, i}) // everyone claims in the first round
 	}
 	table := make([]uint16, size)
 	for i := range table {
 		table[i] = none
 	}
 	// size is prime and 0 < skip < size, so each walk visits every entry.
-	// Rounds are taken from a queue ordered by (round, node): the order of
-	// a loop over rounds and nodes, without visiting nodes whose turn it is
-	// not, which with unequal weights would cost size·n.
-	for filled := uint64(0); filled < size; filled++ {
-		t := turns.pop()
-		i := t.node
+	claim := func(i int) {
 		c := (offset[i] + next[i]*skip[i]) % size
 		for table[c] != none {
 			next[i]++
@@ -59,8 +52,32 @@ func buildMaglev(s *Snapshot) error {
 		table[c] = uint16(i)
 		next[i]++
 		count[i]++
-		if r, ok := nextRound(count[i], rel[i], t.round, size); ok {
-			turns.push(turn{r, i})
+	}
+	// Nodes claim in order of (round, node). A loop over rounds and nodes
+	// visits every node every round, which costs size·n/Σrel; when light
+	// nodes make that large, a queue serves only the nodes whose turn it
+	// is, in the same order.
+	if sum(rel) >= float64(n)/8 {
+		filled := uint64(0)
+		for round := 1; filled < size; round++ {
+			for i := 0; i < n && filled < size; i++ {
+				if float64(count[i]) < float64(round)*rel[i] {
+					claim(i)
+					filled++
+				}
+			}
+		}
+	} else {
+		turns := &turnQueue{}
+		for i := range n {
+			turns.push(turn{1, i}) // everyone claims in the first round
+		}
+		for filled := uint64(0); filled < size; filled++ {
+			t := turns.pop()
+			claim(t.node)
+			if r, ok := nextRound(count[t.node], rel[t.node], t.round, size); ok {
+				turns.push(turn{r, t.node})
+			}
 		}
 	}
 	mg.slots = table

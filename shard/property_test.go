@@ -478,3 +478,41 @@ func TestWeightedLocateNMatchesBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// TestMaglevSchedulesAgree builds weighted Maglev tables where the round
+// loop is used and where the queue is, and checks both against a plain
+// round loop written out here.
+func TestMaglevSchedulesAgree(t *testing.T) {
+	for _, nodes := range [][]Node{
+		{{"a", 1}, {"b", 2}, {"c", 0.5}, {"d", 3}},                            // loop
+		append(Nodes(ids("light", 40)...), Node{"heavy", 1e3}),                // queue
+		{{"x", 0.1}, {"y", 0.3}, {"z", 0.7}, {"w", 1}, {"v", 1e-3}, {"u", 1}}, // loop
+	} {
+		const size = 4099
+		s := mustBuild(t, Maglev(size), nodes)
+		ms := s.mem
+		offset, skip, next, count, rel := map[int]uint64{}, map[int]uint64{}, map[int]uint64{}, map[int]int{}, map[int]float64{}
+		for i, k := range ms.keys {
+			offset[i], skip[i], rel[i] = mix(k)%size, mix(k^0x510e527fade682d1)%(size-1)+1, ms.w[i]/slices.Max(ms.w)
+		}
+		want := make([]uint16, size)
+		for i := range want {
+			want[i] = none
+		}
+		for filled, round := 0, 1; filled < size; round++ {
+			for i := 0; i < len(ms.ids) && filled < size; i++ {
+				if float64(count[i]) < float64(round)*rel[i] {
+					c := (offset[i] + next[i]*skip[i]) % size
+					for want[c] != none {
+						next[i]++
+						c = (offset[i] + next[i]*skip[i]) % size
+					}
+					want[c], next[i], count[i], filled = uint16(i), next[i]+1, count[i]+1, filled+1
+				}
+			}
+		}
+		if !slices.Equal(s.slots, want) {
+			t.Errorf("%d nodes: the table differs from the round loop's", len(nodes))
+		}
+	}
+}
