@@ -71,6 +71,15 @@ func sortedNodes(nodes []Node) ([]Node, error) {
 	if len(nodes) > MaxNodes {
 		return nil, fmt.Errorf("%w: %d nodes, at most %d", ErrTooManyNodes, len(nodes), MaxNodes)
 	}
+	if slices.IsSortedFunc(nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) }) {
+		// Tables pass sorted lists: only duplicates are left to find.
+		for i := 1; i < len(nodes); i++ {
+			if nodes[i].ID == nodes[i-1].ID {
+				return nil, &NodeError{Index: i, ID: nodes[i].ID, Err: ErrDuplicateID}
+			}
+		}
+		return slices.Clone(nodes), nil
+	}
 	idx := make([]int, len(nodes))
 	for i := range idx {
 		idx[i] = i

@@ -80,13 +80,20 @@ func TestIncrementalEqualsScratch(t *testing.T) {
 					nodes = append(nodes, Node{ID: id, Weight: w})
 				}
 				fresh := mustBuild(t, alg, nodes)
-				if cur != nil {
+				switch {
+				case cur == nil:
+					cur = fresh
+				case step%2 == 0:
 					// Whichever path With takes, and the incremental one
-					// forced, must both give the scratch placement.
+					// forced, must both give the scratch placement. The
+					// first to derive from cur takes its runner-ups over,
+					// the second starts without: take turns.
+					next := mustWith(t, cur, nodes)
+					samePlacement(t, fresh, forceIncremental(t, cur, nodes), nil)
+					cur = next
+				default:
 					samePlacement(t, fresh, forceIncremental(t, cur, nodes), nil)
 					cur = mustWith(t, cur, nodes)
-				} else {
-					cur = fresh
 				}
 				samePlacement(t, fresh, cur, nil)
 				checkTables(t, cur)
@@ -117,6 +124,7 @@ func forceIncremental(t *testing.T, prev *Snapshot, nodes []Node) *Snapshot {
 	if st.winner != nil {
 		st.slots = applyFloor(st.winner, st.set.ids, st.set.keys, st.counts)
 	}
+	st.spare.runner, st.runner = st.runner, nil
 	s.slots, s.impl, s.names, s.m = st.slots, st, st.set.ids, uint64(len(st.slots))
 	checkTables(t, s)
 	return s
@@ -127,6 +135,10 @@ func forceIncremental(t *testing.T, prev *Snapshot, nodes []Node) *Snapshot {
 func checkTables(t *testing.T, s *Snapshot) {
 	t.Helper()
 	st := s.impl.(*strat)
+	runner := st.spare.runner
+	if runner == nil {
+		t.Fatal("checkTables on a snapshot whose runner-ups were taken over")
+	}
 	counts := make([]int, len(st.set.ids))
 	for sl, w := range st.winner {
 		counts[w]++
@@ -145,10 +157,10 @@ func checkTables(t *testing.T, s *Snapshot) {
 		if int(w) != ranked[0].i {
 			t.Fatalf("slot %d: winner %q, brute force says %q", sl, st.set.ids[w], st.set.ids[ranked[0].i])
 		}
-		if r := st.runner[sl]; r != none && int(r) != ranked[1].i {
+		if r := runner[sl]; r != none && int(r) != ranked[1].i {
 			t.Fatalf("slot %d: runner-up %q, brute force says %q", sl, st.set.ids[r], st.set.ids[ranked[1].i])
 		}
-		if r := st.runner[sl]; r != none && weigh(ranked[1].u, st.set.w[r]) > st.bound {
+		if r := runner[sl]; r != none && weigh(ranked[1].u, st.set.w[r]) > st.bound {
 			t.Fatalf("slot %d: a known runner-up scores above the bound", sl)
 		}
 		if weigh(ranked[0].u, st.set.w[w]) > st.bound && !slices.Contains(st.high, uint32(sl)) {
@@ -159,7 +171,7 @@ func checkTables(t *testing.T, s *Snapshot) {
 		t.Fatalf("counts %v, tables say %v", counts, st.counts)
 	}
 	unknown := 0
-	for _, r := range st.runner {
+	for _, r := range runner {
 		if r == none {
 			unknown++
 		}

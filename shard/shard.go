@@ -91,13 +91,15 @@ func (t *Table) Add(nodes ...Node) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cur := t.Snapshot()
+	next := t.Snapshot().Nodes()
 	for i, n := range nodes {
-		if _, found := slices.BinarySearchFunc(cur.mem.nodes, n.ID, byID); found {
+		k, found := slices.BinarySearchFunc(next, n.ID, byID)
+		if found {
 			return &NodeError{Index: i, ID: n.ID, Err: ErrDuplicateID}
 		}
+		next = slices.Insert(next, k, n) // kept sorted, so build need not sort
 	}
-	return t.swap(append(cur.Nodes(), nodes...))
+	return t.swap(next)
 }
 
 // Remove removes the nodes with the given IDs. It returns an error wrapping

@@ -96,8 +96,11 @@ func Build(alg Algorithm, nodes []Node) (*Snapshot, error) {
 // With returns the placement of nodes by s's algorithm, reusing s where
 // that is cheaper than starting over (the default algorithm rebuilds
 // incrementally when a few nodes change). The result is identical to
-// Build(s.Algorithm(), nodes); s is unchanged. On a nil s, With uses
-// [Default].
+// Build(s.Algorithm(), nodes), and s still places keys as before. On a nil
+// s, With uses [Default]. With is fastest when each snapshot is derived
+// from once, as [Table] does: the first derivation takes over bookkeeping
+// that a later one from the same snapshot must do without, which is
+// correct but slower.
 func (s *Snapshot) With(nodes []Node) (*Snapshot, error) {
 	if s == nil {
 		return Build(Default(), nodes)

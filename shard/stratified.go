@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 )
 
 // The stratified rendezvous table.
@@ -58,12 +59,34 @@ func (t *tables) healthy(m uint64, weight float64) bool {
 	return weight <= 1.5*t.weight && weight >= t.weight/1.5 && uint64(len(t.high)) <= m/512
 }
 
-// strat is the placement of a stratified table.
+// strat is the placement of a stratified table. Its tables.runner is nil:
+// the runner-up table lives in spare until a derived snapshot takes it.
 type strat struct {
 	engine
 	tables
 	set   *hrwSet
 	slots []uint16 // what lookups read: winner, unless applyFloor moved some
+	spare spare
+}
+
+// spare holds a snapshot's runner-up table for the first snapshot derived
+// from it, which takes it over instead of copying it: a chain of changes,
+// as a Table makes, then copies only the winner table, half the memory.
+// Lookups never read runner-ups, so no reader can see the table change
+// hands. A later derivation from the same snapshot finds it gone and starts
+// with every runner-up unknown: correct, but slower to remove nodes from.
+type spare struct {
+	mu     sync.Mutex
+	runner []uint16
+}
+
+// take hands the runner-up table over, or returns nil if it is gone.
+func (sp *spare) take() []uint16 {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	r := sp.runner
+	sp.runner = nil
+	return r
 }
 
 func buildStratified(s *Snapshot, prev *Snapshot) error {
@@ -88,6 +111,7 @@ func buildStratified(s *Snapshot, prev *Snapshot) error {
 	if st.winner != nil {
 		st.slots = applyFloor(st.winner, st.set.ids, st.set.keys, st.counts)
 	}
+	st.spare.runner, st.runner = st.runner, nil
 	s.slots, s.impl, s.names = st.slots, st, st.set.ids
 	return nil
 }
@@ -160,15 +184,22 @@ func (e engine) cheaperThanScratch(p *strat, removed []string, added []Node) boo
 // applying the changes one node at a time, removals first. The winners
 // equal a scratch build's because each step keeps every slot with its
 // rendezvous winner among the nodes present; node numbers differ, IDs do
-// not. p is left untouched: the tables are copied once, then changed in
-// place. It reports false when a removal finds a scratch build cheaper.
+// not. p's placement is left untouched: its tables are copied once, then
+// changed in place, except the runner-up table, which is taken over (see
+// spare). It reports false when a removal finds a scratch build cheaper.
 func (e engine) incremental(p *strat, removed []string, added []Node) (*hrwSet, tables, bool) {
+	t := p.tables
+	if t.runner = p.spare.take(); t.runner == nil {
+		t.runner, t.unknown = make([]uint16, e.m), int(e.m)
+		for s := range t.runner {
+			t.runner[s] = none
+		}
+	}
 	if len(removed) == 0 && len(added) == 0 {
-		return p.set, p.tables, true // nothing changed: share the immutable tables
+		return p.set, t, true // nothing changed: share the immutable tables
 	}
 	set := p.set.clone()
-	t := p.tables
-	t.winner, t.runner = slices.Clone(p.winner), slices.Clone(p.runner)
+	t.winner = slices.Clone(p.winner)
 	t.counts, t.high = slices.Clone(p.counts), slices.Clone(p.high)
 	for _, id := range removed {
 		if set.live == 1 {
@@ -196,9 +227,6 @@ func (st *strat) appendOwners(h uint64, n int, dst []string) []string {
 	dst = append(dst, st.set.ids[primary])
 	if n == 1 {
 		return dst
-	}
-	if r := st.runner[s]; n == 2 && r != none && int(st.winner[s]) == primary {
-		return append(dst, st.set.ids[r]) // the stored runner-up is the next in rank
 	}
 	uniform := st.set.uniform
 	score := func(i int) cand { return st.score(st.set, s, i, !uniform) }

@@ -27,17 +27,26 @@ func (e engine) add(set *hrwSet, t *tables, n Node) {
 			offers = append(offers, offer{x: uint64(lv[j]), s: s})
 		}
 	}
-	for _, o := range sortOffers(offers, make([]offer, len(offers)), e.bits) {
-		s := uint64(o.s)
-		if e.takeOver(set, t, s, o.x, p, withE) {
-			continue
-		}
-		if r := t.runner[s]; r != none && e.beats(set, s, o.x, p, int(r), withE) {
+	offers = sortOffers(offers, make([]offer, len(offers)), e.bits)
+	// Load every slot's winner and runner-up first: the loads are
+	// independent, so the CPU overlaps their cache misses, which the
+	// comparisons below would otherwise wait for one at a time.
+	held := make([][2]uint16, len(offers))
+	for k, o := range offers {
+		held[k] = [2]uint16{t.winner[o.s], t.runner[o.s]}
+	}
+	for k, o := range offers {
+		s, w, r := uint64(o.s), int(held[k][0]), held[k][1]
+		if w != p && e.beats(set, s, o.x, p, w, withE) {
+			e.takeOver(set, t, s, p, w)
+		} else if r != none && e.beats(set, s, o.x, p, int(r), withE) {
 			t.runner[s] = uint16(p)
 		}
 	}
 	for _, s := range t.high { // their runner-ups are unknown: winners only
-		e.takeOver(set, t, uint64(s), uint64(e.fwd(s, &set.rk[p])), p, withE)
+		if w := int(t.winner[s]); w != p && e.beats(set, uint64(s), uint64(e.fwd(s, &set.rk[p])), p, w, withE) {
+			e.takeOver(set, t, uint64(s), p, w)
+		}
 	}
 	t.high = e.stillHigh(set, t)
 }
@@ -53,19 +62,14 @@ func (e engine) beats(set *hrwSet, s, v uint64, p, o int, withE bool) bool {
 	return better(e.scoreAt(set, v, p, withE), e.scoreAt(set, vo, o, withE), set.uniform, set.ids)
 }
 
-// takeOver makes node p, at level v on slot s, the winner if it beats the
-// current one, who becomes the runner-up if it scores within the bound.
-func (e engine) takeOver(set *hrwSet, t *tables, s, v uint64, p int, withE bool) bool {
-	w := int(t.winner[s])
-	if w == p || !e.beats(set, s, v, p, w, withE) {
-		return false
-	}
+// takeOver makes node p the winner of slot s in place of w, who becomes
+// the runner-up if it scores within the bound.
+func (e engine) takeOver(set *hrwSet, t *tables, s uint64, p, w int) {
 	known := weigh(e.raw(set, uint64(e.fwd(uint32(s), &set.rk[w])), w), set.w[w]) <= t.bound
 	t.setRunner(s, w, known)
 	t.winner[s] = uint16(p)
 	t.counts[w]--
 	t.counts[p]++
-	return true
 }
 
 // setRunner makes node r the runner-up of slot s if known, else marks the
