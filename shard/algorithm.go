@@ -51,7 +51,7 @@ type Algorithm struct {
 // [Stratified] with [DefaultSlotBits]. It is the one that does well on
 // every count at once (see the package documentation): table-lookup speed,
 // balance within a few percent, movement within a few percent of the
-// minimum, and one-node changes of a millisecond or two at hundreds of
+// minimum, and one-node changes in under a millisecond at hundreds of
 // nodes.
 func Default() Algorithm { return Stratified(DefaultSlotBits) }
 

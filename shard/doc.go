@@ -46,9 +46,9 @@
 // pseudo-random permutation. It does well on every count at once: a lookup
 // is one hash and one table read; balance is within a few percent of fair;
 // a change moves only the keys that must move; and from a dozen or so
-// nodes up, a one-node change updates the table incrementally, in a
-// millisecond or two at 512 nodes (with fewer nodes the table is rebuilt,
-// in tens of milliseconds). The others are there for their special cases,
+// nodes up, a one-node change updates the table incrementally, in under a
+// millisecond at 512 nodes (with fewer nodes the table is rebuilt, in tens
+// of milliseconds). The others are there for their special cases,
 // for study, and for comparison. Figures are from the bench module
 // (bench/README.md) on a 2-core AMD EPYC VM, for nodes of equal weight:
 // lookups in nanoseconds at 8 / 64 / 512 nodes; peak/mean load on 64 nodes
@@ -57,24 +57,25 @@
 // scratch at 512 nodes.
 //
 //	algorithm               lookup (ns)      balance  moved        change   build    use it for
-//	Stratified(19)          22 / 21 / 21     1.029    1.02 / 1.02  1.6 ms   180 ms   everything, by default
-//	Ring(160)               65 / 88 / 128    1.172    1.03 / 1.17  13 ms    14 ms    compatibility with ketama-style rings
-//	Rendezvous              54 / 186 / 1057  1.016    1.01 / 1.01  79 µs    67 µs    a few nodes, no memory for a table
-//	Maglev(65537)           15 / 14 / 15     1.023    1.30 / 1.32  2.7 ms   2.7 ms   even tables where movement matters less
-//	Jump                    41 / 57 / 69     1.017    1.00 / 64    0.2 ms   0.2 ms   numbered shards that grow and shrink at the end
-//	Bounded(1.25, 16384)    14 / 13 / 15     1.244    1.14 / 1.24  14 ms    13 ms    a hard cap on any node's share
+//	Stratified(19)          19 / 20 / 20     1.029    1.02 / 1.02  0.7 ms   220 ms   everything, by default
+//	Ring(160)               70 / 93 / 147    1.172    1.03 / 1.17  12 ms    12 ms    compatibility with ketama-style rings
+//	Rendezvous              36 / 122 / 820   1.016    1.01 / 1.01  77 µs    67 µs    a few nodes, no memory for a table
+//	Maglev(65537)           15 / 13 / 14     1.023    1.30 / 1.32  2.9 ms   2.8 ms   even tables where movement matters less
+//	Jump                    42 / 57 / 72     1.017    1.00 / 64    0.2 ms   0.2 ms   numbered shards that grow and shrink at the end
+//	Bounded(1.25, 16384)    18 / 16 / 15     1.244    1.14 / 1.24  14 ms    13 ms    a hard cap on any node's share
 //
 // For scale, on the same machine: buraksezer/consistent looks up in
-// 90–103 ns with one allocation, balances 1.254 and moves 2.27 / 1.67
-// times the minimum; dgryski/go-maglev looks up in 19–22 ns and needs
-// 4.4 ms for a one-node change at 512 nodes. Jump moves the minimum only
-// when the last-numbered node joins or leaves (64 is a middle node leaving).
+// 87–101 ns with one allocation, balances 1.254, moves 2.27 / 1.67 times
+// the minimum and takes 3.5 ms for a one-node change at 512 nodes;
+// dgryski/go-maglev looks up in 18–20 ns and takes 5.2 ms for that change.
+// Jump moves the minimum only when the last-numbered node joins or leaves
+// (64 is a middle node leaving).
 //
 // Stratified tables need at least as many slots as nodes; for more than a
 // few thousand nodes choose more slot bits. A snapshot holds 2 bytes per
 // slot for lookups and as much again for incremental changes (2 MiB at the
 // default size); a build from scratch needs 16 bytes per slot while it
-// runs. It takes 75–230 ms at 8–512 nodes of equal weight, and two to five
+// runs. It takes 60–220 ms at 8–512 nodes of equal weight, and two to five
 // times as long with unequal weights, whose scores need logarithms.
 //
 // # Weights
