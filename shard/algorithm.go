@@ -11,8 +11,8 @@ const (
 	// a 1 MiB lookup table. Enough for about 1% spread in the shares of 64
 	// nodes, so that key noise, not the table, dominates.
 	DefaultSlotBits = 19
-	// DefaultVnodes is the default number of ring points per unit of weight
-	// of [Ring].
+	// DefaultVnodes is the default number of ring points of a node of
+	// average weight in [Ring] (and in the ring of [Bounded]).
 	DefaultVnodes = 160
 	// DefaultMaglevSize is the default (prime) table size of [Maglev], the
 	// paper's small table.
@@ -72,9 +72,9 @@ func Stratified(slotBits int) Algorithm {
 // for a node of average weight, vnodes·weight/mean weight for others (at
 // least one), vnodes in [1, 4096]. Lookup is a binary search. Balance
 // improves with the square root of vnodes, at the cost of memory and build
-// time. With unequal weights a membership change moves the mean, and with
-// it a point or so of other nodes: movement is minimal only for equal
-// weights.
+// time. With unequal weights a membership change moves the mean weight,
+// and every other node gains or loses points in proportion: movement is
+// minimal only for equal weights.
 func Ring(vnodes int) Algorithm { return Algorithm{kind: kindRing, size: vnodes, set: true} }
 
 // Rendezvous returns weighted highest-random-weight hashing (Thaler and

@@ -74,8 +74,8 @@
 // Stratified tables need at least as many slots as nodes; for more than a
 // few thousand nodes choose more slot bits. A snapshot holds 2 bytes per
 // slot for lookups and as much again for incremental changes (2 MiB at the
-// default size); a build from scratch needs 16 bytes per slot while it
-// runs. It takes 60–220 ms at 8–512 nodes of equal weight, and two to five
+// default size, 3 MiB when the share floor lifts a node); a build from
+// scratch allocates about 25 bytes per slot. It takes 60–220 ms at 8–512 nodes of equal weight, and two to five
 // times as long with unequal weights, whose scores need logarithms.
 //
 // # Weights

@@ -528,3 +528,18 @@ func TestMaglevSchedulesAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestHeavyNodeLeavesIncrementally checks that a node holding much of the
+// table can leave without a rebuild when its slots' runner-ups are known:
+// the removal ranks only the few that are not.
+func TestHeavyNodeLeavesIncrementally(t *testing.T) {
+	nodes := Nodes(ids("node", 200)...)
+	before := mustBuild(t, Stratified(12), nodes)
+	with := mustWith(t, before, append(slices.Clone(nodes), Node{"heavy", 50}))
+	p := with.impl.(*strat)
+	removed, added, _ := changes(with.mem.nodes, before.mem.nodes)
+	if !p.cheaperThanScratch(p, removed, added) {
+		t.Fatal("the cost model sends a heavy node's removal to a scratch build")
+	}
+	samePlacement(t, before, mustWith(t, with, nodes), nil)
+}

@@ -162,17 +162,16 @@ func changes(old, nodes []Node) (removed []string, added []Node, small bool) {
 
 // cheaperThanScratch estimates, in the units of directCost, whether
 // removing and adding nodes one by one to p beats building the final set
-// from scratch. A removal scans the tables and scores the slots of the
-// leaving node that lack a runner-up (counted at worst as all its slots);
-// an addition looks at about ln(m)/n of the slots, each a cache miss.
+// from scratch. A removal scans the tables; the slots of the leaving node
+// that lack a runner-up it must also rank, but it counts them exactly
+// before it does and gives up if that costs more than starting over (see
+// remove), so they are left out here. An addition looks at about ln(m)/n
+// of the slots, each a cache miss.
 func (e engine) cheaperThanScratch(p *strat, removed []string, added []Node) bool {
 	m := float64(e.m)
 	n := p.set.live
-	var cost float64
-	for _, id := range removed {
-		cost += 3*m + 8*float64(p.counts[p.set.index(id)])*float64(n)
-		n--
-	}
+	cost := 3 * m * float64(len(removed))
+	n -= len(removed)
 	for range added {
 		n++
 		cost += 60 * m * min(1, 1.3*float64(e.bits)*math.Ln2/float64(n))
