@@ -33,10 +33,7 @@ func buildBounded(s *Snapshot) error {
 	if b.pos, b.owners, err = ringPoints(ms, DefaultVnodes); err != nil {
 		return err
 	}
-	var total float64
-	for _, w := range ms.w {
-		total += w
-	}
+	total := sum(ms.w)
 	// load >= 1 makes the caps add up to at least parts, so every walk
 	// finds room.
 	caps := make([]int, n)

@@ -34,10 +34,9 @@ const maxIncremental = 64
 // tables is what a stratified table keeps between builds, indexed by the
 // set's stable node numbers.
 type tables struct {
-	winner  []uint16 // rendezvous winner of each slot, before applyFloor
-	runner  []uint16 // second-best node of each slot, or none when unknown
-	unknown int      // slots whose runner-up is unknown
-	counts  []int    // slots won by each node
+	winner []uint16 // rendezvous winner of each slot, before applyFloor
+	runner []uint16 // second-best node of each slot, or none when unknown
+	counts []int    // slots won by each node
 	// bound limits how far down an addition must look. No known runner-up
 	// scores above it, and every slot whose winner scores above it is in
 	// high. It is a high quantile of the runner-ups' scores at the last
@@ -189,7 +188,7 @@ func (e engine) cheaperThanScratch(p *strat, removed []string, added []Node) boo
 func (e engine) incremental(p *strat, removed []string, added []Node) (*hrwSet, tables, bool) {
 	t := p.tables
 	if t.runner = p.spare.take(); t.runner == nil {
-		t.runner, t.unknown = make([]uint16, e.m), int(e.m)
+		t.runner = make([]uint16, e.m)
 		for s := range t.runner {
 			t.runner[s] = none
 		}

@@ -129,9 +129,6 @@ func (k *roundKeys) reversed() *roundKeys {
 // fwd is the node's permutation of the slots: slot → level.
 func (e engine) fwd(x uint32, k *roundKeys) uint32 { return e.feistel(x, k) }
 
-// inv is its inverse: level → slot.
-func (e engine) inv(x uint32, k *roundKeys) uint32 { return e.feistel(x, k.reversed()) }
-
 // feistelAll sets out[j] to feistel(xs[j], k). It is the hot loop of every
 // build: the rounds are written out so that nothing is called per element
 // and consecutive elements overlap in the CPU, and the shift counts are

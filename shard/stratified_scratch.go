@@ -71,10 +71,7 @@ func (e engine) scratch(set *hrwSet) tables {
 		top2, settledAt = e.sweep(set)
 	}
 	t := tables{winner: make([]uint16, e.m), runner: make([]uint16, e.m), counts: make([]int, n)}
-	t.bound = e.quantileBound(set, top2, settledAt)
-	for _, w := range set.w {
-		t.weight += w
-	}
+	t.bound, t.weight = e.quantileBound(set, top2, settledAt), sum(set.w)
 	for s, b := range top2 {
 		w := unpack(b[0]).i
 		t.winner[s], t.runner[s] = uint16(w), none
@@ -86,8 +83,6 @@ func (e engine) scratch(set *hrwSet) tables {
 		// sweep stops once the winners have.
 		if b[1] != 0 && offerE(set, b[1]) <= t.bound {
 			t.runner[s] = uint16(unpack(b[1]).i)
-		} else {
-			t.unknown++
 		}
 	}
 	return t
@@ -158,14 +153,12 @@ func (e engine) sweep(set *hrwSet) ([][2]uint64, float64) {
 	n := len(set.ids)
 	top2 := make([][2]uint64, e.m)
 	cursor := make([]uint64, n)
-	var sumW float64
 	for i := range cursor {
 		cursor[i] = e.m
-		sumW += set.w[i]
 	}
-	// The largest winning score is about bits/sumW (in units of 2^32):
-	// start below it so that the first rounds offer little.
-	t := 0.5 * float64(e.bits) * (1 << 32) / sumW
+	// The largest winning score is about bits/(total weight), in units of
+	// 2^32: start below it so that the first rounds offer little.
+	t := 0.5 * float64(e.bits) * (1 << 32) / sum(set.w)
 	var xs, ss [batch]uint32
 	offers, sorted := make([]offer, 0, offerBuffer), make([]offer, offerBuffer)
 	flush := func() {

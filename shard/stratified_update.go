@@ -65,27 +65,13 @@ func (e engine) beats(set *hrwSet, s, v uint64, p, o int, withE bool) bool {
 // takeOver makes node p the winner of slot s in place of w, who becomes
 // the runner-up if it scores within the bound.
 func (e engine) takeOver(set *hrwSet, t *tables, s uint64, p, w int) {
-	known := weigh(e.raw(set, uint64(e.fwd(uint32(s), &set.rk[w])), w), set.w[w]) <= t.bound
-	t.setRunner(s, w, known)
+	t.runner[s] = none
+	if weigh(e.raw(set, uint64(e.fwd(uint32(s), &set.rk[w])), w), set.w[w]) <= t.bound {
+		t.runner[s] = uint16(w)
+	}
 	t.winner[s] = uint16(p)
 	t.counts[w]--
 	t.counts[p]++
-}
-
-// setRunner makes node r the runner-up of slot s if known, else marks the
-// runner-up unknown, and keeps t.unknown in step.
-func (t *tables) setRunner(s uint64, r int, known bool) {
-	was := t.runner[s] != none
-	t.runner[s] = none
-	if known {
-		t.runner[s] = uint16(r)
-	}
-	switch {
-	case was && !known:
-		t.unknown++
-	case !was && known:
-		t.unknown--
-	}
 }
 
 // stillHigh returns, in a new slice without repeats, the slots of t.high
@@ -115,13 +101,12 @@ func (e engine) remove(set *hrwSet, t *tables, q int) bool {
 	set.free(q)
 	won := find16(t.winner, uint16(q), nil)
 	for _, s := range find16(t.runner, uint16(q), nil) {
-		t.setRunner(uint64(s), 0, false)
+		t.runner[s] = none
 	}
 	var lost []uint32
 	for _, s := range won {
 		if r := t.runner[s]; r != none {
-			t.winner[s] = r
-			t.setRunner(uint64(s), 0, false)
+			t.winner[s], t.runner[s] = r, none
 			t.counts[r]++
 		} else {
 			lost = append(lost, s)
@@ -139,7 +124,10 @@ func (e engine) remove(set *hrwSet, t *tables, q int) bool {
 		if weigh(b[0].u, set.w[b[0].i]) > t.bound {
 			t.high = append(t.high, s)
 		}
-		t.setRunner(uint64(s), b[1].i, b[1].i >= 0 && weigh(b[1].u, set.w[b[1].i]) <= t.bound)
+		t.runner[s] = none
+		if b[1].i >= 0 && weigh(b[1].u, set.w[b[1].i]) <= t.bound {
+			t.runner[s] = uint16(b[1].i)
+		}
 	}
 	t.high = e.stillHigh(set, t)
 	return true
