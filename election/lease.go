@@ -68,10 +68,8 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 // and the context's error if no answer came in time; a failed renewal
 // leaves the lease valid until its current deadline.
 func (l *Lease) Renew(ctx context.Context) error {
-	l.mu.Lock()
-	lost := l.isLost
-	l.mu.Unlock()
-	if lost {
+	if !l.Valid() {
+		l.markLost()
 		return ErrLeaseLost
 	}
 	sent := time.Now()
@@ -86,10 +84,14 @@ func (l *Lease) Renew(ctx context.Context) error {
 		return fmt.Errorf("%w: renew %q found it gone", ErrLeaseLost, l.resource)
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.isLost {
+	if l.isLost || !time.Now().Before(l.deadline) {
+		// The old deadline passed while the renewal was in flight: the
+		// holder could not be sure for a moment, so the lease stays over.
+		l.mu.Unlock()
+		l.markLost()
 		return ErrLeaseLost
 	}
+	defer l.mu.Unlock()
 	l.deadline = holderDeadline(sent, l.ttl)
 	l.timer.Reset(time.Until(l.deadline))
 	return nil

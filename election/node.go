@@ -149,6 +149,10 @@ func New(id string, opts ...Option) (*Node, error) {
 		Stream:  raftLayer{n.mux},
 		MaxPool: 3,
 		Timeout: o.ioTimeout,
+		// No pipelining: it brings little on a LAN (hashicorp/raft#541),
+		// and under injected stalls its send and decode goroutines were
+		// seen to deadlock each other, hanging Shutdown for good.
+		MaxRPCsInFlight: 1,
 		Logger:  hclogzap.New(n.log, "raft-net"),
 	})
 
@@ -259,7 +263,10 @@ func (n *Node) Close() error {
 		n.cancel()
 		n.endLeadership()
 		n.loseAllLeases()
-		n.opMu.Lock() // every raft call in flight has been answered
+		// Taking the write lock waits until every raft call in flight has
+		// been answered; later calls see closed and return ErrClosed.
+		n.opMu.Lock()
+		//lint:ignore SA2001 the lock is a barrier here, not a guard
 		n.opMu.Unlock()
 		n.observing.Wait()
 		// Shutdown().Error() also closes the transport (Shutdown alone

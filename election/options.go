@@ -26,20 +26,17 @@ type options struct {
 	listener  net.Listener
 	dial      Dialer
 	dir       string
-	noSync    bool
 
-	heartbeat     time.Duration
-	ioTimeout     time.Duration
-	raftConfig    func(*raft.Config)
-	restartQuiet  bool
-	stores        *stores // test hook: stores that outlive a Node
-	verifyEvery   time.Duration
-	leaderMargin  float64
-	maxResource   int
-	maxTTL        time.Duration
-	minTTL        time.Duration
-	forwardPool   int
-	expireBackoff time.Duration
+	heartbeat    time.Duration
+	ioTimeout    time.Duration
+	raftConfig   func(*raft.Config)
+	restartQuiet bool
+	stores       *stores // test hook: stores that outlive a Node
+	leaderMargin float64
+	maxResource  int
+	maxTTL       time.Duration
+	minTTL       time.Duration
+	forwardPool  int
 }
 
 // Defaults. The heartbeat timeout decides failover time: followers notice

@@ -33,7 +33,7 @@ type rpcRequest struct {
 	Resource string   `json:"res,omitempty"`
 	ID       string   `json:"id,omitempty"`
 	Addr     string   `json:"addr,omitempty"`
-	From     string   `json:"from,omitempty"` // transfer: the leader the caller saw
+	From     string   `json:"from,omitempty"`    // transfer: the leader the caller saw
 	Timeout  int64    `json:"timeout,omitempty"` // ns left on the caller's deadline
 }
 

@@ -42,10 +42,10 @@ type Event struct {
 const maxQueued = 4096
 
 type ownerWatch struct {
-	out  chan Event
-	wake chan struct{}
-	done chan struct{}
-	once sync.Once
+	out       chan Event
+	wake      chan struct{}
+	done      chan struct{}
+	once      sync.Once
 	stopAfter func() bool
 
 	mu sync.Mutex
