@@ -43,7 +43,7 @@ func TestChaos(t *testing.T) {
 }
 
 type chaosTotals struct {
-	schedules                                     int
+	schedules                                       int
 	faults, grants, renews, releases, writes, stale atomic.Int64
 }
 

@@ -153,7 +153,7 @@ func New(id string, opts ...Option) (*Node, error) {
 		// and under injected stalls its send and decode goroutines were
 		// seen to deadlock each other, hanging Shutdown for good.
 		MaxRPCsInFlight: 1,
-		Logger:  hclogzap.New(n.log, "raft-net"),
+		Logger:          hclogzap.New(n.log, "raft-net"),
 	})
 
 	existing, err := raft.HasExistingState(n.st.logs, n.st.stable, n.st.snaps)
