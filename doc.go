@@ -3,6 +3,12 @@
 //
 //   - [github.com/distkit/distkit/shard]: sharded services (ch. 6) —
 //     consistent-hash placement of keys on nodes.
+//   - [github.com/distkit/distkit/election]: ownership election (ch. 9) —
+//     a leader, and leases with fencing tokens on named resources, on raft.
+//
+// [github.com/distkit/distkit/faultnet] is not a pattern but a tool for
+// tests: an in-memory network that adds latency, drops, resets and
+// partitions between named nodes.
 //
 // Pattern packages never import each other. They meet in user code through
 // small interfaces that each package declares for what it consumes; for
