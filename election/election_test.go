@@ -382,3 +382,49 @@ func TestInvalidInput(t *testing.T) {
 		t.Errorf("acquire after close: %v", err)
 	}
 }
+
+// TestSnapshotCatchUp makes a new member catch up from a snapshot rather
+// than the log: the leases and the token counter arrive with it.
+func TestSnapshotCatchUp(t *testing.T) {
+	c := newCluster(t, 1, false, WithRaftConfig(func(cfg *raft.Config) { cfg.TrailingLogs = 1 }))
+	ctx := ctxT(t, 10*time.Second)
+	first := c.live()[0]
+	var last *Lease
+	for i := range 5 {
+		l, err := first.TryAcquire(ctx, fmt.Sprintf("r%d", i), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = l
+	}
+	if err := first.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	c.ids = append(c.ids, "n2")
+	b := c.start("n2")
+	if err := b.Join(ctx, first.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Leases != 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("joined node has %d leases, want 5", b.Stats().Leases)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if idx := b.raft.Stats()["last_snapshot_index"]; idx == "0" {
+		t.Fatal("joined node caught up without a snapshot; the test proves nothing")
+	}
+	// Leadership moves to the new member, which must continue the token
+	// counter restored from the snapshot.
+	if err := first.TransferLeadership(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.TryAcquire(ctx, "after", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Token() <= last.Token() {
+		t.Fatalf("token after snapshot %d, before %d", l.Token(), last.Token())
+	}
+}

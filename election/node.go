@@ -329,7 +329,7 @@ func (n *Node) Bootstrap(ctx context.Context, peers []Peer) error {
 	}
 	if err := n.wait(func() raft.Future { return n.raft.BootstrapCluster(cfg) }); err != nil {
 		if errors.Is(err, raft.ErrCantBootstrap) {
-			return ErrAlreadyBootstrapped
+			return fmt.Errorf("%w: %w", ErrAlreadyBootstrapped, err)
 		}
 		return n.raftErr("bootstrap", err)
 	}
