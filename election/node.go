@@ -220,7 +220,11 @@ func raftConfig(id string, o *options) (*raft.Config, error) {
 	c := raft.DefaultConfig()
 	c.HeartbeatTimeout = o.heartbeat
 	c.ElectionTimeout = o.heartbeat
-	c.LeaderLeaseTimeout = o.heartbeat / 2
+	// The leader steps down when it has not heard from a quorum for this
+	// long. At half the heartbeat timeout (50 ms) a CPU-starved process
+	// lost leadership several times a minute; at the full timeout it held.
+	// Safety does not rest on it: leases are in the log, and Run verifies.
+	c.LeaderLeaseTimeout = o.heartbeat
 	// Followers learn of commits on the next heartbeat or append; a short
 	// commit timeout keeps their view (and their watchers) close behind.
 	c.CommitTimeout = 5 * time.Millisecond

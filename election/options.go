@@ -148,8 +148,8 @@ func WithDir(dir string) Option {
 	}
 }
 
-// WithHeartbeatTimeout sets raft's heartbeat and election timeouts to d and
-// its leader lease to d/2. Lower is faster failover and more elections on
+// WithHeartbeatTimeout sets raft's heartbeat and election timeouts and its
+// leader lease to d. Lower is faster failover and more elections on
 // a stalled machine; raise it on slow or distant networks.
 // Default: DefaultHeartbeatTimeout (100 ms).
 func WithHeartbeatTimeout(d time.Duration) Option {
