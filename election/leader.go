@@ -239,7 +239,8 @@ func (n *Node) lead(ctx context.Context) {
 	}()
 	defer wg.Wait()
 
-	every := n.opts.heartbeat / 4
+	tick := time.NewTicker(n.opts.heartbeat / 4)
+	defer tick.Stop()
 	for {
 		if !n.transferring.Load() {
 			start := time.Now()
@@ -250,12 +251,12 @@ func (n *Node) lead(ctx context.Context) {
 			// vote for anyone else until a heartbeat timeout after that,
 			// and any new leader needs one of those votes. The margin
 			// covers timer lateness and clock-rate differences.
-			n.extendSession(term, start.Add(time.Duration(float64(n.opts.heartbeat)*n.opts.leaderMargin)))
+			n.extendSession(term, start.Add(time.Duration(float64(n.opts.heartbeat)*leaderMargin)))
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(every):
+		case <-tick.C:
 		}
 	}
 }

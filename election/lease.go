@@ -147,17 +147,24 @@ func (n *Node) loseAllLeases() {
 }
 
 func (n *Node) validLease(resource string, ttl time.Duration) error {
+	if err := n.validResource(resource); err != nil {
+		return err
+	}
+	if ttl < MinTTL || ttl > MaxTTL {
+		return invalid("lease TTL %v for %q is outside [%v, %v]", ttl, resource, MinTTL, MaxTTL)
+	}
+	return nil
+}
+
+func (n *Node) validResource(resource string) error {
 	if n.closed.Load() {
 		return ErrClosed
 	}
 	if resource == "" {
 		return invalid("empty resource name")
 	}
-	if len(resource) > n.opts.maxResource || !utf8.ValidString(resource) {
-		return invalid("resource %.40q: want at most %d bytes of UTF-8", resource, n.opts.maxResource)
-	}
-	if ttl < n.opts.minTTL || ttl > n.opts.maxTTL {
-		return invalid("lease TTL %v for %q is outside [%v, %v]", ttl, resource, n.opts.minTTL, n.opts.maxTTL)
+	if len(resource) > MaxResourceLen || !utf8.ValidString(resource) {
+		return invalid("resource %.40q: want at most %d bytes of UTF-8", resource, MaxResourceLen)
 	}
 	return nil
 }
@@ -283,7 +290,7 @@ type Owner struct {
 // nobody does. The answer is the leader's and is current when it is sent;
 // holders decide for themselves through their Lease.
 func (n *Node) Owner(ctx context.Context, resource string) (Owner, error) {
-	if err := n.validLease(resource, n.opts.minTTL); err != nil {
+	if err := n.validResource(resource); err != nil {
 		return Owner{}, err
 	}
 	resp, err := n.routed(ctx, &rpcRequest{Kind: rpcOwner, Resource: resource})

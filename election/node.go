@@ -144,11 +144,11 @@ func New(id string, opts ...Option) (*Node, error) {
 		n.addr = ln.Addr().String()
 	}
 	n.mux = newMux(ln, dial, n.addr, n.serveForward)
-	n.fwd = &forwarder{m: n.mux, max: o.forwardPool, idle: map[string][]net.Conn{}}
+	n.fwd = &forwarder{m: n.mux, max: forwardPool, idle: map[string][]net.Conn{}}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  raftLayer{n.mux},
 		MaxPool: 3,
-		Timeout: o.ioTimeout,
+		Timeout: ioTimeout,
 		// No pipelining: it brings little on a LAN (hashicorp/raft#541),
 		// and under injected stalls its send and decode goroutines were
 		// seen to deadlock each other, hanging Shutdown for good.
@@ -161,7 +161,7 @@ func New(id string, opts ...Option) (*Node, error) {
 		n.abort()
 		return nil, fmt.Errorf("election: read raft state: %w", err)
 	}
-	if existing && o.restartQuiet {
+	if existing {
 		time.Sleep(o.heartbeat)
 	}
 	r, err := raft.NewRaft(cfg, n.fsm, n.st.logs, n.st.stable, n.st.snaps, n.trans)

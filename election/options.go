@@ -27,16 +27,9 @@ type options struct {
 	dial      Dialer
 	dir       string
 
-	heartbeat    time.Duration
-	ioTimeout    time.Duration
-	raftConfig   func(*raft.Config)
-	restartQuiet bool
-	stores       *stores // test hook: stores that outlive a Node
-	leaderMargin float64
-	maxResource  int
-	maxTTL       time.Duration
-	minTTL       time.Duration
-	forwardPool  int
+	heartbeat  time.Duration
+	raftConfig func(*raft.Config)
+	stores     *stores // test hook: stores that outlive a Node
 }
 
 // Defaults. The heartbeat timeout decides failover time: followers notice
@@ -54,18 +47,22 @@ const (
 	MaxResourceLen = 512
 )
 
+// Fixed settings, not options: nothing has needed to change them.
+const (
+	// ioTimeout bounds one raft RPC or forwarded reply on the wire.
+	ioTimeout = time.Second
+	// leaderMargin is the share of the heartbeat timeout after a quorum
+	// acknowledgement during which Run's leader context stays valid.
+	leaderMargin = 0.8
+	// forwardPool is how many idle forwarding connections are kept per peer.
+	forwardPool = 4
+)
+
 func defaultOptions() options {
 	return options{
-		logger:       zap.NewNop(),
-		bind:         DefaultBind,
-		heartbeat:    DefaultHeartbeatTimeout,
-		ioTimeout:    time.Second,
-		restartQuiet: true,
-		leaderMargin: 0.8,
-		maxResource:  MaxResourceLen,
-		minTTL:       MinTTL,
-		maxTTL:       MaxTTL,
-		forwardPool:  4,
+		logger:    zap.NewNop(),
+		bind:      DefaultBind,
+		heartbeat: DefaultHeartbeatTimeout,
 	}
 }
 

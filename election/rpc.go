@@ -97,7 +97,7 @@ func (n *Node) serveForward(c net.Conn) {
 			return
 		}
 		resp := n.serve(&req)
-		_ = c.SetWriteDeadline(time.Now().Add(n.opts.ioTimeout))
+		_ = c.SetWriteDeadline(time.Now().Add(ioTimeout))
 		if err := writeFrame(c, resp); err != nil {
 			return
 		}
