@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit/distkit/faultnet"
+	"github.com/hashicorp/memberlist"
 )
 
 // A one-way cut stalls a direction without losing its bytes: the server
@@ -102,4 +103,71 @@ func ExampleNetwork_Dialer() {
 	// 200 OK hello from api
 	// timeout: true
 	// 200 OK hello from api
+}
+
+// Datagrams are lost, not held, while a direction is cut: the one sent
+// during the cut never arrives, even after the heal.
+func ExampleNetwork_ListenPacket() {
+	n := faultnet.New(1)
+	a, err := n.ListenPacket("a:53")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer a.Close()
+	b, err := n.ListenPacket("b:53")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+
+	to := faultnet.Addr("b:53")
+	a.WriteTo([]byte("one"), to)
+	n.Cut("a", "b")
+	a.WriteTo([]byte("two"), to) // lost
+	n.Heal("a", "b")
+	a.WriteTo([]byte("three"), to)
+
+	buf := make([]byte, 64)
+	for range 2 {
+		k, from, _ := b.ReadFrom(buf)
+		fmt.Printf("%s from %s\n", buf[:k], from)
+	}
+	s := n.Stats()
+	fmt.Println("sent", s.DatagramsSent, "delivered", s.DatagramsDelivered, "dropped", s.DatagramsDropped)
+	// Output:
+	// one from a:53
+	// three from a:53
+	// sent 3 delivered 2 dropped 1
+}
+
+// Two memberlist members gossip over the network; the faultnet node of
+// each is its IP, which is what a test cuts or isolates.
+func ExampleNetwork_MemberlistTransport() {
+	n := faultnet.New(1)
+	var members []*memberlist.Memberlist
+	for i, addr := range []string{"127.0.0.1:7946", "127.0.0.2:7946"} {
+		tr, err := n.MemberlistTransport(addr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		conf := memberlist.DefaultLocalConfig()
+		conf.Name = fmt.Sprint("m", i)
+		conf.Transport = tr
+		conf.LogOutput = io.Discard
+		m, err := memberlist.Create(conf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer m.Shutdown() // shuts the transport down too
+		members = append(members, m)
+	}
+	if _, err := members[1].Join([]string{"127.0.0.1:7946"}); err != nil {
+		log.Fatal(err)
+	}
+	for _, node := range members[1].Members() {
+		fmt.Println(node.Name, node.Address())
+	}
+	// Unordered output:
+	// m0 127.0.0.1:7946
+	// m1 127.0.0.2:7946
 }

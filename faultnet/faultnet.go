@@ -17,19 +17,23 @@ import (
 // not usable. All methods are safe for concurrent use.
 //
 // A Network starts no goroutines, so it needs no Close: once every
-// listener and connection on it is closed (or reset by [Network.Crash]),
-// it holds nothing but configuration and can be dropped.
+// listener, packet conn and connection on it is closed (or reset by
+// [Network.Crash]), it holds nothing but configuration and can be
+// dropped. The one exception is [MemberlistTransport], which runs two
+// goroutines until its Shutdown.
 type Network struct {
-	// Lock order: mu, then a listener's mu, then a pipe's mu, then faultMu.
+	// Lock order: mu, then a listener's or a packet conn's mu, then a
+	// pipe's mu, then faultMu.
 
 	mu        sync.Mutex
-	changed   chan struct{}        // closed and replaced whenever cuts change; wakes blocked Dials
-	listeners map[string]*listener // by listen address
-	conns     map[*pair]struct{}   // live connections: not reset, not closed at both ends
-	cuts      map[link]struct{}    // one-way cuts from Cut, CutBoth and Partition
-	isolated  map[string]struct{}  // nodes cut from every other node
-	exempt    map[link]struct{}    // directions that Heal took out of an isolation
-	ephemeral uint64               // last ephemeral port number handed to a dialer
+	changed   chan struct{}          // closed and replaced whenever cuts change; wakes blocked Dials
+	listeners map[string]*listener   // by listen address
+	packets   map[string]*packetConn // by address; apart from listeners, as UDP ports are from TCP ports
+	conns     map[*pair]struct{}     // live connections: not reset, not closed at both ends
+	cuts      map[link]struct{}      // one-way cuts from Cut, CutBoth and Partition
+	isolated  map[string]struct{}    // nodes cut from every other node
+	exempt    map[link]struct{}      // directions that Heal took out of an isolation
+	ephemeral uint64                 // last ephemeral port number handed to a dialer
 
 	faultMu sync.Mutex // guards rng, latency and drop; held briefly, never while taking another lock
 	rng     *rand.Rand
@@ -37,6 +41,8 @@ type Network struct {
 	drop    map[link]float64
 
 	dials, refused, resets, delivered atomic.Uint64
+
+	datagramsSent, datagramsDelivered, datagramsDropped atomic.Uint64
 }
 
 // link is one direction between two nodes.
@@ -66,6 +72,24 @@ type Stats struct {
 	// Conns is a gauge: the connections still live, that is neither reset
 	// nor closed at both ends. Tests can check that it returns to zero.
 	Conns int
+
+	// DatagramsSent counts datagrams that a packet conn's WriteTo
+	// accepted (returned len(b), nil for), whether or not they arrive.
+	DatagramsSent uint64
+	// DatagramsDelivered counts datagrams returned by ReadFrom.
+	DatagramsDelivered uint64
+	// DatagramsDropped counts datagrams lost: sent to an address with no
+	// packet conn, into a cut (or in flight when a cut began), refused by
+	// the drop rate, beyond a full receiver's [MaxQueuedDatagrams], or
+	// unread when the receiver closed or crashed. While no call is under
+	// way, DatagramsSent = DatagramsDelivered + DatagramsDropped +
+	// DatagramsQueued.
+	DatagramsDropped uint64
+	// DatagramsQueued is a gauge: the datagrams in flight or arrived but
+	// not yet read, over all packet conns.
+	DatagramsQueued int
+	// PacketConns is a gauge: the packet conns open.
+	PacketConns int
 }
 
 // New returns an empty Network. seed drives every random choice the
@@ -76,6 +100,7 @@ func New(seed uint64) *Network {
 	return &Network{
 		changed:   make(chan struct{}),
 		listeners: make(map[string]*listener),
+		packets:   make(map[string]*packetConn),
 		conns:     make(map[*pair]struct{}),
 		cuts:      make(map[link]struct{}),
 		isolated:  make(map[string]struct{}),
@@ -233,10 +258,11 @@ func (n *Network) Dialer(from string) func(ctx context.Context, network, addr st
 // SetLatency sets the delay of the direction from→to: the bytes of each
 // Write become readable base plus a uniformly random [0, jitter) later,
 // but never before bytes written earlier on the same connection, so
-// jitter never reorders a stream. Dials pay one round trip. Negative
-// durations count as zero; zero for both removes the delay. It applies to
-// writes made from now on, on new and existing connections. Default: no
-// delay.
+// jitter never reorders a stream. Dials pay one round trip. Each datagram
+// is delayed the same way but on its own, so jitter may reorder
+// datagrams, as on UDP. Negative durations count as zero; zero for both
+// removes the delay. It applies to writes and datagrams sent from now on,
+// on new and existing connections. Default: no delay.
 func (n *Network) SetLatency(from, to string, base, jitter time.Duration) {
 	base, jitter = max(base, 0), max(jitter, 0)
 	n.faultMu.Lock()
@@ -263,8 +289,9 @@ func (n *Network) delay(from, to string) time.Duration {
 
 // SetDropRate makes each new connection attempt from→to fail with
 // probability p, as if the peer refused it: Dial returns ErrRefused.
-// Established connections are not affected. Decisions come from the
-// network's seeded source. It returns ErrInvalidRate, and changes
+// Established connections are not affected. Each datagram from→to is
+// lost with the same probability. Decisions come from the network's
+// seeded source. It returns ErrInvalidRate, and changes
 // nothing, when p is not in [0, 1]. Default: 0.
 func (n *Network) SetDropRate(from, to string, p float64) error {
 	if math.IsNaN(p) || p < 0 || p > 1 {
@@ -280,7 +307,8 @@ func (n *Network) SetDropRate(from, to string, p float64) error {
 	return nil
 }
 
-// dropped decides whether to refuse one dial from→to. It draws from the
+// dropped decides whether to refuse one dial, or lose one datagram,
+// from→to. It draws from the
 // source only when the rate is positive.
 func (n *Network) dropped(from, to string) bool {
 	n.faultMu.Lock()
@@ -313,7 +341,9 @@ func (n *Network) isCutLocked(from, to string) bool {
 // is healed; bytes that had already arrived stay readable, and the other
 // direction keeps flowing. New connections between the two nodes, in
 // either direction, cannot be set up while either direction is cut: Dial
-// blocks as described there. A node is never cut from itself.
+// blocks as described there. Datagrams from→to are lost, both those sent
+// during the cut and those in flight when it began; datagrams that had
+// arrived stay readable. A node is never cut from itself.
 func (n *Network) Cut(from, to string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -396,13 +426,16 @@ func (n *Network) HealAll() {
 	n.applyLocked()
 }
 
-// applyLocked pushes the current cuts to every live connection and wakes
-// whatever waits on them.
+// applyLocked pushes the current cuts to every live connection, drops
+// datagrams in flight through them, and wakes whatever waits on them.
 func (n *Network) applyLocked() {
 	now := time.Now()
 	for pr := range n.conns {
 		pr.ab.setCut(n.isCutLocked(pr.ab.from, pr.ab.to), now)
 		pr.ba.setCut(n.isCutLocked(pr.ba.from, pr.ba.to), now)
+	}
+	for _, pc := range n.packets {
+		n.dropCutLocked(pc, now)
 	}
 	close(n.changed)
 	n.changed = make(chan struct{})
@@ -427,17 +460,23 @@ func (n *Network) Reset(a, b string) int {
 	return count
 }
 
-// Crash simulates node crashing: it closes every listener on node and
-// resets every live connection that has node at either end, as
-// [Network.Reset] does. It returns how many connections it reset. A
-// restarted node can Listen on the same addresses again; cuts, latency and
-// drop rates that name node stay.
+// Crash simulates node crashing: it closes every listener and packet conn
+// on node (dropping their unread datagrams) and resets every live
+// connection that has node at either end, as [Network.Reset] does. It
+// returns how many connections it reset. A restarted node can Listen and
+// ListenPacket on the same addresses again; cuts, latency and drop rates
+// that name node stay.
 func (n *Network) Crash(node string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, l := range n.listeners {
 		if l.node == node {
 			n.closeListenerLocked(l)
+		}
+	}
+	for _, pc := range n.packets {
+		if pc.node == node {
+			n.closePacketLocked(pc)
 		}
 	}
 	count := 0
@@ -473,13 +512,23 @@ func (n *Network) Stats() Stats {
 		held += pr.ab.held() + pr.ba.held()
 	}
 	conns := len(n.conns)
+	queued := 0
+	for _, pc := range n.packets {
+		queued += pc.queued()
+	}
+	packetConns := len(n.packets)
 	n.mu.Unlock()
 	return Stats{
-		Dials:     n.dials.Load(),
-		Refused:   n.refused.Load(),
-		Resets:    n.resets.Load(),
-		Delivered: n.delivered.Load(),
-		Held:      held,
-		Conns:     conns,
+		Dials:              n.dials.Load(),
+		Refused:            n.refused.Load(),
+		Resets:             n.resets.Load(),
+		Delivered:          n.delivered.Load(),
+		Held:               held,
+		Conns:              conns,
+		DatagramsSent:      n.datagramsSent.Load(),
+		DatagramsDelivered: n.datagramsDelivered.Load(),
+		DatagramsDropped:   n.datagramsDropped.Load(),
+		DatagramsQueued:    queued,
+		PacketConns:        packetConns,
 	}
 }

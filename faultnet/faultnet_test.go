@@ -29,8 +29,8 @@ func TestEcho(t *testing.T) {
 			done <- err
 			return
 		}
-		defer c.Close()
 		_, err = io.Copy(c, c)
+		c.Close() // before reporting, so that the test sees no conn left
 		done <- err
 	}()
 
