@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -63,15 +64,27 @@ type auditLog struct {
 	open     map[suspicionKey]*Suspicion
 	byMember map[string]int // open records per member
 	recent   []*Suspicion   // ring, newest at the end
-	stale    time.Duration  // open records older than this are closed as Refuted
+	// suspicion timing from memberlist's config, to bound how long a
+	// suspicion can stay open before memberlist declares the member dead.
+	mult, maxMult int
+	probe         time.Duration
 
 	raised, heard, selfRefuted uint64
 }
 
-func (a *auditLog) init(stale time.Duration) {
+func (a *auditLog) init(mult, maxMult int, probe time.Duration) {
 	a.open = make(map[suspicionKey]*Suspicion)
 	a.byMember = make(map[string]int)
-	a.stale = stale
+	a.mult, a.maxMult, a.probe = mult, maxMult, probe
+}
+
+// longest is memberlist's longest suspicion at n members (its
+// suspicionTimeout × SuspicionMaxTimeoutMult), plus two probe intervals
+// for the dead message to arrive. A suspicion still open after that was
+// refuted, even if the refutation never reached us.
+func (a *auditLog) longest(n int) time.Duration {
+	scale := max(1, math.Log10(float64(max(n, 1))))
+	return time.Duration(float64(a.maxMult*a.mult)*scale*float64(a.probe)) + 2*a.probe
 }
 
 func (a *auditLog) suspected(member string) bool { return a.byMember[member] > 0 }
@@ -115,10 +128,11 @@ func (n *Node) endSuspicions(member string, o Outcome, now time.Time) bool {
 }
 
 // sweepSuspicions closes records whose end never reached this node (a
-// lost refutation) once the member has stayed in the view for long.
+// lost refutation) once memberlist would have declared the member dead.
 func (n *Node) sweepSuspicions(now time.Time) {
+	stale := n.audit.longest(len(n.members))
 	for k, s := range n.audit.open {
-		if now.Sub(s.At) < n.audit.stale {
+		if now.Sub(s.At) < stale {
 			continue
 		}
 		if e, ok := n.members[k.member]; ok && e.pending != nil {

@@ -234,3 +234,21 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// firstPending returns the first EventSuspect about member raised because
+// memberlist declared it dead (those carry no Suspicion record).
+func (r *recorder) firstPending(member string) (Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e.Member.Name == member && e.Kind == EventSuspect && e.Suspicion == nil {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+func (r *recorder) pending(member string) bool {
+	_, ok := r.firstPending(member)
+	return ok
+}

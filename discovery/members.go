@@ -214,7 +214,7 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 		// find it dead, but they no longer gossip to us, so nothing would
 		// tell us to refute: re-announce until they have taken our new
 		// address (memberlist#157).
-		n.reclaimUntil = time.Now().Add(n.audit.stale)
+		n.reclaimUntil = time.Now().Add(2 * n.audit.longest(len(n.members)))
 	}
 	n.mu.Unlock()
 	n.log.Warn("two addresses claim one member name; the newer wins once the older is found dead",
@@ -252,6 +252,7 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 	}
 	e = &entry{addr: addrPort(node.Addr, node.Port), meta: m, since: now}
 	n.members[node.Name] = e
+	delete(n.failed, node.Name)
 	n.c.joins++
 	n.emit(Event{Kind: EventJoin, Member: e.member(node.Name, false), Time: now})
 }
@@ -325,6 +326,7 @@ func (n *Node) removeLocked(name string, kind EventKind, now time.Time, why stri
 	} else {
 		m.State = Failed
 		n.c.fails++
+		n.failed[name] = failedMember{addr: e.addr, at: now}
 		n.endSuspicions(name, Confirmed, now)
 		n.log.Info("member failed", zap.String("peer", name), zap.String("why", why))
 	}

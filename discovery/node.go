@@ -49,6 +49,10 @@ type Node struct {
 	// reclaimUntil: another address claims our name (our previous
 	// instance, not yet found dead), so keep re-announcing until then.
 	reclaimUntil time.Time
+	// failed members are retried now and then, so that the two sides of
+	// a healed partition find each other again without a new Join.
+	failed       map[string]failedMember
+	reconnecting atomic.Bool
 
 	closing   atomic.Bool
 	done      chan struct{}
@@ -94,6 +98,7 @@ func New(name string, opts ...Option) (*Node, error) {
 		members:  make(map[string]*entry),
 		watchers: make(map[*watcher]struct{}),
 		rejected: make(map[string]bool),
+		failed:   make(map[string]failedMember),
 		done:     make(chan struct{}),
 	}
 	var id [8]byte
@@ -107,10 +112,7 @@ func New(name string, opts ...Option) (*Node, error) {
 	}
 
 	c := o.memberlistConfig()
-	// Open suspicion records outlive memberlist's longest suspicion
-	// (SuspicionMaxTimeoutMult × SuspicionMult × log10(N) × ProbeInterval,
-	// taking N up to 1000) before they are taken as refuted.
-	n.audit.init(time.Duration(3*c.SuspicionMaxTimeoutMult*c.SuspicionMult) * c.ProbeInterval)
+	n.audit.init(c.SuspicionMult, c.SuspicionMaxTimeoutMult, c.ProbeInterval)
 	c.Name = name
 	c.Label = o.cluster
 	c.Delegate = (*delegate)(n)
@@ -506,12 +508,15 @@ func (n *Node) maintain() {
 	defer n.wg.Done()
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	for {
+	for i := 1; ; i++ {
 		select {
 		case <-n.done:
 			return
 		case now := <-t.C:
 			n.mu.Lock()
+			if i%reconnectTicks == 0 {
+				n.reconnect(now)
+			}
 			// Our own entry holds what memberlist last applied for us.
 			self, ok := n.members[n.name]
 			stale := ok && !n.left && (self.meta.version != n.local.version || now.Before(n.reclaimUntil))
@@ -542,14 +547,71 @@ func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 	_ = conn.SetWriteDeadline(time.Now().Add(verifyTimeout))
 	_ = memberlist.AddLabelHeaderToStream(conn, n.o.cluster)
 	_ = conn.Close()
+	// memberlist neither probes nor syncs with members it declared dead,
+	// so one that was only stalled or cut off may never hear that it
+	// should refute. Push/pulls with it tell it; its refutation then
+	// brings it back here. They run beside the grace timer, since each
+	// may block for memberlist's TCP timeout.
+	stop := make(chan struct{})
+	var merging sync.WaitGroup
+	merging.Add(1)
+	go func() {
+		defer merging.Done()
+		retry := time.NewTicker(verifyTimeout)
+		defer retry.Stop()
+		for {
+			_, _ = n.ml.Join([]string{addr.String()})
+			select {
+			case <-stop:
+				return
+			case <-retry.C:
+			}
+		}
+	}()
+	defer merging.Wait()
+	defer close(stop)
 	grace := time.NewTimer(n.o.failGrace)
 	defer grace.Stop()
 	select {
 	case <-p.back:
 	case <-grace.C:
-		n.confirmFail(name, p, fmt.Sprintf("port open but silent for %v", n.o.failGrace))
+		n.confirmFail(name, p, fmt.Sprintf("port open but no sign of life for %v", n.o.failGrace))
 	case <-n.done:
 	}
+}
+
+// failedMember is a member reported failed, kept for reconnection.
+type failedMember struct {
+	addr netip.AddrPort
+	at   time.Time
+}
+
+// reconnect tries a push/pull with one random failed member, as serf does:
+// after a partition heals, each side still holds the other as dead and
+// memberlist would never contact it again. Called with n.mu held.
+func (n *Node) reconnect(now time.Time) {
+	if len(n.failed) == 0 || n.closed || n.left || !n.reconnecting.CompareAndSwap(false, true) {
+		return
+	}
+	var addr netip.AddrPort
+	for name, f := range n.failed { // map order is random enough
+		if now.Sub(f.at) > reconnectFor {
+			delete(n.failed, name)
+			continue
+		}
+		addr = f.addr
+		break
+	}
+	if !addr.IsValid() {
+		n.reconnecting.Store(false)
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.reconnecting.Store(false)
+		_, _ = n.ml.Join([]string{addr.String()})
+	}()
 }
 
 func fingerprints(kr *memberlist.Keyring) []uint32 {

@@ -79,6 +79,10 @@ const (
 	tick = 250 * time.Millisecond
 	// defaultLeaveTimeout bounds Leave when its context has no deadline.
 	defaultLeaveTimeout = 5 * time.Second
+	// reconnectTicks: one failed member is retried every this many ticks
+	// (1 s), for reconnectFor after it failed.
+	reconnectTicks = 4
+	reconnectFor   = time.Hour
 	// recentSuspicions is how many suspicion records Stats keeps.
 	recentSuspicions = 64
 )
