@@ -5,10 +5,13 @@
 //     consistent-hash placement of keys on nodes.
 //   - [github.com/distkit/distkit/election]: ownership election (ch. 9) —
 //     a leader, and leases with fencing tokens on named resources, on raft.
+//   - [github.com/distkit/distkit/discovery]: membership and service
+//     discovery — gossip on memberlist, fast failure detection without
+//     false alarms, services and health per member.
 //
 // [github.com/distkit/distkit/faultnet] is not a pattern but a tool for
 // tests: an in-memory network that adds latency, drops, resets and
-// partitions between named nodes.
+// partitions between named nodes, with transports for raft and memberlist.
 //
 // Pattern packages never import each other. They meet in user code through
 // small interfaces that each package declares for what it consumes; for

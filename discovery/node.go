@@ -236,10 +236,17 @@ func (n *Node) Join(ctx context.Context, seeds ...string) (int, error) {
 	select {
 	case r := <-res:
 		if r.n == 0 {
-			if r.err != nil {
+			// memberlist returns a go-multierror; list its errors on one line.
+			if w, ok := r.err.(interface{ WrappedErrors() []error }); ok {
+				errs = append(errs, w.WrappedErrors()...)
+			} else if r.err != nil {
 				errs = append(errs, r.err)
 			}
-			return 0, fmt.Errorf("%w: %w (a seed that closes the connection at once usually has a different encryption key or cluster label)", ErrJoin, seedErrors(errs))
+			msg := seedErrors(errs).Error()
+			if strings.Contains(msg, "EOF") || strings.Contains(msg, "decrypt") || strings.Contains(msg, "reset") {
+				return 0, fmt.Errorf("%w: %w (the seed hung up or spoke another key: check that the cluster label and encryption keys match)", ErrJoin, seedErrors(errs))
+			}
+			return 0, fmt.Errorf("%w: %w", ErrJoin, seedErrors(errs))
 		}
 		n.log.Info("joined", zap.Int("seeds", r.n), zap.Strings("addrs", addrs))
 		return r.n, nil
@@ -343,7 +350,8 @@ func trimDot(s string) string {
 // ends (5 s if ctx has no deadline). It first gossips the node as leaving,
 // which takes it out of Instances everywhere, then memberlist's leave
 // message. After Leave the node still answers gossip until Close; it can
-// no longer change what it announces.
+// no longer change what it announces. Close while Leave runs does not cut
+// Leave short: memberlist waits for its broadcast until the deadline.
 func (n *Node) Leave(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
