@@ -29,7 +29,7 @@ func TestCluster20(t *testing.T) {
 	c.waitConverged(10 * time.Second)
 	t.Logf("20 members converged in %v", time.Since(start))
 
-	waitFor(t, 5*time.Second, "all to see every instance", func() bool {
+	waitFor(t, 15*time.Second, "all to see every instance", func() bool {
 		for _, n := range c.live() {
 			if len(n.Instances("web")) != 10 || len(n.Instances("db")) != 10 {
 				return false
