@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -546,15 +548,19 @@ func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	conn, err := n.dial(ctx, addr.String())
 	cancel()
-	if err != nil {
-		n.confirmFail(name, p, "gossip port unreachable: "+err.Error())
+	if err != nil && refused(err) {
+		n.confirmFail(name, p, "gossip port refused: "+err.Error())
 		return
 	}
-	// Say who we are before hanging up, so memberlist's stream handler
-	// reads a clean end of stream rather than logging a bad label.
-	_ = conn.SetWriteDeadline(time.Now().Add(verifyTimeout))
-	_ = memberlist.AddLabelHeaderToStream(conn, n.o.cluster)
-	_ = conn.Close()
+	// Only a refusal proves the process gone: a timeout may be our own
+	// starved CPU, so it gets the grace like an open port does.
+	if err == nil {
+		// Say who we are before hanging up, so memberlist's stream handler
+		// reads a clean end of stream rather than logging a bad label.
+		_ = conn.SetWriteDeadline(time.Now().Add(verifyTimeout))
+		_ = memberlist.AddLabelHeaderToStream(conn, n.o.cluster)
+		_ = conn.Close()
+	}
 	// memberlist neither probes nor syncs with members it declared dead,
 	// so one that was only stalled or cut off may never hear that it
 	// should refute. Push/pulls with it tell it; its refutation then
@@ -586,6 +592,12 @@ func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 		n.confirmFail(name, p, fmt.Sprintf("port open but no sign of life for %v", n.o.failGrace))
 	case <-n.done:
 	}
+}
+
+// refused reports whether a dial failed because nothing listens there
+// (faultnet's refusals match ECONNREFUSED too).
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // failedMember is a member reported failed, kept for reconnection.
