@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -261,6 +262,8 @@ func (n *Node) receiveAudit(b []byte) {
 // memberlist's lock held, so it must not call memberlist.
 type logWriter struct{ n *Node }
 
+var _ io.Writer = (*logWriter)(nil)
+
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\r\n")
 	lvl, msg := zapcore.InfoLevel, line
@@ -328,9 +331,9 @@ func (n *Node) auditLine(msg string) {
 		rest := strings.TrimPrefix(msg, "Marking ")
 		i := strings.Index(rest, " as failed")
 		member := rest[:i]
-		j := strings.LastIndex(rest, "(")
+		j := strings.LastIndex(rest, "(") // present: the case matched it
 		k := strings.Index(rest[j:], " ")
-		if j < 0 || k < 0 {
+		if k < 0 {
 			return
 		}
 		c, err := strconv.Atoi(rest[j+1 : j+k])

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/netip"
@@ -304,7 +303,7 @@ func (n *Node) resolveSeeds(ctx context.Context, seeds []string) ([]string, []er
 		}
 	}
 	for _, s := range seeds {
-		if name, ok := cutPrefix(s, "dnssrv+"); ok {
+		if name, ok := strings.CutPrefix(s, "dnssrv+"); ok {
 			_, srvs, err := n.o.resolver.LookupSRV(ctx, "", "", name)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("seed %q: %w", s, err))
@@ -314,7 +313,7 @@ func (n *Node) resolveSeeds(ctx context.Context, seeds []string) ([]string, []er
 				errs = append(errs, fmt.Errorf("seed %q: no SRV records", s))
 			}
 			for _, srv := range srvs {
-				lookup(s, trimDot(srv.Target), srv.Port)
+				lookup(s, strings.TrimSuffix(srv.Target, "."), srv.Port)
 			}
 			continue
 		}
@@ -331,20 +330,6 @@ func (n *Node) resolveSeeds(ctx context.Context, seeds []string) ([]string, []er
 		lookup(s, host, uint16(p))
 	}
 	return addrs, errs
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return "", false
-}
-
-func trimDot(s string) string {
-	if len(s) > 1 && s[len(s)-1] == '.' {
-		return s[:len(s)-1]
-	}
-	return s
 }
 
 // Leave tells the cluster this node is going, so that others report it as
@@ -648,5 +633,3 @@ func fingerprint(k []byte) uint32 {
 	h := sha256.Sum256(k)
 	return binary.BigEndian.Uint32(h[:4])
 }
-
-var _ io.Writer = (*logWriter)(nil)

@@ -47,8 +47,8 @@ type pair struct {
 func (n *Network) newPairLocked(a, b string, local, remote Addr) *pair {
 	pr := &pair{
 		n:  n,
-		ab: &pipe{n: n, from: a, to: b, changed: make(chan struct{})},
-		ba: &pipe{n: n, from: b, to: a, changed: make(chan struct{})},
+		ab: &pipe{n: n, from: a, to: b, ws: newWaitset()},
+		ba: &pipe{n: n, from: b, to: a, ws: newWaitset()},
 	}
 	now := time.Now()
 	pr.ab.setCut(n.isCutLocked(a, b), now)
@@ -74,8 +74,7 @@ type pipe struct {
 	from, to string // nodes
 
 	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every change while waiters > 0
-	waiters  int
+	ws       waitset
 	chunks   []chunk // unread, oldest first; a fin chunk stays at the head once reached
 	buffered int     // unread bytes in chunks
 	last     time.Time
@@ -88,20 +87,30 @@ type pipe struct {
 	rdl, wdl     time.Time // the reader's and the writer's deadlines
 }
 
-// signalLocked wakes everyone waiting on p.
-func (p *pipe) signalLocked() {
-	if p.waiters > 0 {
-		close(p.changed)
-		p.changed = make(chan struct{})
+// waitset lets goroutines sleep, with a lock released, until something
+// guarded by that lock changes: pipes and packet conns both block readers
+// (and writers) this way. The zero value is not usable; see newWaitset.
+type waitset struct {
+	changed chan struct{} // closed and replaced on every change while waiters > 0
+	waiters int
+}
+
+func newWaitset() waitset { return waitset{changed: make(chan struct{})} }
+
+// signal wakes everyone waiting; called with the guarding lock held.
+func (w *waitset) signal() {
+	if w.waiters > 0 {
+		close(w.changed)
+		w.changed = make(chan struct{})
 	}
 }
 
-// waitLocked releases p.mu until p changes or, unless until is zero,
-// until passes; then it takes p.mu again.
-func (p *pipe) waitLocked(until time.Time) {
-	changed := p.changed
-	p.waiters++
-	p.mu.Unlock()
+// wait releases mu until a signal or, unless until is zero, until passes;
+// then it takes mu again.
+func (w *waitset) wait(mu *sync.Mutex, until time.Time) {
+	changed := w.changed
+	w.waiters++
+	mu.Unlock()
 	if until.IsZero() {
 		<-changed
 	} else if d := time.Until(until); d > 0 {
@@ -112,9 +121,16 @@ func (p *pipe) waitLocked(until time.Time) {
 		}
 		t.Stop()
 	}
-	p.mu.Lock()
-	p.waiters--
+	mu.Lock()
+	w.waiters--
 }
+
+// signalLocked wakes everyone waiting on p.
+func (p *pipe) signalLocked() { p.ws.signal() }
+
+// waitLocked releases p.mu until p changes or, unless until is zero,
+// until passes; then it takes p.mu again.
+func (p *pipe) waitLocked(until time.Time) { p.ws.wait(&p.mu, until) }
 
 func (p *pipe) setCut(cut bool, now time.Time) {
 	p.mu.Lock()

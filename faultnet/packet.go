@@ -30,13 +30,12 @@ type packetConn struct {
 	addr Addr
 	node string
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every change while waiters > 0
-	waiters int
-	queue   []datagram // unread, ordered by at; equal times keep their send order
-	closed  bool
-	rdl     time.Time // read deadline
-	wdl     time.Time // write deadline
+	mu     sync.Mutex
+	ws     waitset
+	queue  []datagram // unread, ordered by at; equal times keep their send order
+	closed bool
+	rdl    time.Time // read deadline
+	wdl    time.Time // write deadline
 }
 
 var _ net.PacketConn = (*packetConn)(nil)
@@ -82,7 +81,7 @@ func (n *Network) listenPacket(addr string) (*packetConn, error) {
 	if _, ok := n.packets[addr]; ok {
 		return nil, &net.OpError{Op: "listen", Net: network, Addr: Addr(addr), Err: ErrAddrInUse}
 	}
-	pc := &packetConn{n: n, addr: Addr(addr), node: node, changed: make(chan struct{})}
+	pc := &packetConn{n: n, addr: Addr(addr), node: node, ws: newWaitset()}
 	n.packets[addr] = pc
 	return pc, nil
 }
@@ -92,32 +91,11 @@ func (pc *packetConn) opErr(op string, remote net.Addr, err error) error {
 }
 
 // signalLocked wakes everyone waiting on pc.
-func (pc *packetConn) signalLocked() {
-	if pc.waiters > 0 {
-		close(pc.changed)
-		pc.changed = make(chan struct{})
-	}
-}
+func (pc *packetConn) signalLocked() { pc.ws.signal() }
 
 // waitLocked releases pc.mu until pc changes or, unless until is zero,
 // until passes; then it takes pc.mu again.
-func (pc *packetConn) waitLocked(until time.Time) {
-	changed := pc.changed
-	pc.waiters++
-	pc.mu.Unlock()
-	if until.IsZero() {
-		<-changed
-	} else if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-changed:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	pc.mu.Lock()
-	pc.waiters--
-}
+func (pc *packetConn) waitLocked(until time.Time) { pc.ws.wait(&pc.mu, until) }
 
 // WriteTo sends b as one datagram to the packet conn whose address is
 // addr.String(); addr may be an [Addr] or any other [net.Addr], such as a
