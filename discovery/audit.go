@@ -177,6 +177,7 @@ const (
 	msgAudit     = 1
 	auditSuspect = 1
 	auditRefute  = 2
+	auditLeaving = 3 // a leave notice; sent directly, not gossiped
 )
 
 type auditMsg struct {
@@ -211,7 +212,7 @@ func decodeAudit(b []byte) (auditMsg, error) {
 	if len(d.b) != 0 {
 		return m, fmt.Errorf("%d trailing bytes", len(d.b))
 	}
-	if m.kind != auditSuspect && m.kind != auditRefute {
+	if m.kind < auditSuspect || m.kind > auditLeaving {
 		return m, fmt.Errorf("unknown audit kind %d", m.kind)
 	}
 	if err := validName("member", m.member); err != nil {
@@ -252,6 +253,19 @@ func (n *Node) receiveAudit(b []byte) {
 			if e, ok := n.members[m.member]; ok {
 				n.emit(Event{Kind: EventRefuted, Member: e.member(m.member, false), Time: now})
 			}
+		}
+	case auditLeaving:
+		e, ok := n.members[m.member]
+		if !ok || e.meta.instance != m.instance || m.member == n.name {
+			return
+		}
+		e.leaving = true
+		if p := e.pending; p != nil {
+			// memberlist's leave message came first and the member is
+			// being checked as if it had died: it left.
+			close(p.back)
+			e.pending = nil
+			n.removeLocked(m.member, EventLeave, time.Now(), "")
 		}
 	}
 }

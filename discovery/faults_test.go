@@ -59,7 +59,9 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 	left, right := c.live()[:3], c.live()[3:]
 	fn.Partition(names(left), names(right))
-	waitFor(t, 10*time.Second, "each side to drop the other", func() bool {
+	// A partition looks like a stalled process (the check's connection
+	// times out), so it is reported after the fail grace, 5 s.
+	waitFor(t, 20*time.Second, "each side to drop the other", func() bool {
 		for _, n := range c.live() {
 			if len(n.Members()) != 3 {
 				return false

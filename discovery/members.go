@@ -292,7 +292,7 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 		return
 	}
 	switch {
-	case e.meta.leaving || node.Name == n.name:
+	case e.meta.leaving || e.leaving || node.Name == n.name:
 		n.removeLocked(node.Name, EventLeave, now, "")
 	case n.o.failGrace == 0 || n.closed:
 		n.removeLocked(node.Name, EventFail, now, "declared dead by gossip")

@@ -67,6 +67,7 @@ type entry struct {
 	meta    meta
 	since   time.Time
 	pending *pendingFail // memberlist declared it dead; not yet confirmed
+	leaving bool         // it sent a leave notice (see noticeLeaving)
 }
 
 // pendingFail tracks a member memberlist declared dead while it is checked.
@@ -370,11 +371,46 @@ func (n *Node) Leave(ctx context.Context) error {
 	if err != nil {
 		n.log.Warn("leave: leaving flag not fully gossiped", zap.Error(err))
 	}
-	if err := n.ml.Leave(wait - time.Since(start)); err != nil {
+	n.noticeLeaving()
+	// memberlist waits forever on a zero timeout; never pass one.
+	if err := n.ml.Leave(max(wait-time.Since(start), time.Millisecond)); err != nil {
 		return fmt.Errorf("discovery: leave: %w", err)
 	}
 	n.log.Info("left the cluster", zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// noticeLeaving tells every member directly, over TCP, that this node is
+// leaving. Gossip alone is not enough: a member that gets memberlist's
+// leave message before the leaving flag (memberlist drops a member's
+// queued updates once its leave is queued) would report a failure, since
+// memberlist's callbacks do not say whether a member left or died. Each
+// send is bounded by memberlist's TCP timeout; unreachable members miss
+// the notice.
+func (n *Node) noticeLeaving() {
+	n.mu.Lock()
+	msg := auditMsg{kind: auditLeaving, at: time.Now(), instance: n.local.instance, member: n.name, by: n.name}.encode()
+	var peers []*memberlist.Node
+	for name, e := range n.members {
+		if name != n.name {
+			peers = append(peers, &memberlist.Node{Name: name, Addr: e.addr.Addr().AsSlice(), Port: e.addr.Port()})
+		}
+	}
+	n.mu.Unlock()
+	sem := make(chan struct{}, leaveSenders)
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := n.ml.SendReliable(p, msg); err != nil {
+				n.log.Debug("leave notice not delivered", zap.String("peer", p.Name), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Close stops the node without telling the cluster, which will then

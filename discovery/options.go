@@ -83,6 +83,8 @@ const (
 	// (1 s), for reconnectFor after it failed.
 	reconnectTicks = 4
 	reconnectFor   = time.Hour
+	// leaveSenders bounds the parallel leave notices Leave sends.
+	leaveSenders = 16
 	// recentSuspicions is how many suspicion records Stats keeps.
 	recentSuspicions = 64
 )
