@@ -34,13 +34,15 @@
 // members dead that are only slow (a starved CPU, a long pause), so
 // discovery checks each death before reporting it:
 //
-//   - if the member's gossip port refuses the connection or cannot be
-//     reached within 500 ms, the process or its host is gone: it is
-//     reported failed at once;
-//   - if the port accepts, the process is there; it stays a Suspect member,
-//     out of Instances, while discovery syncs state with it so that it
-//     learns to refute, and is reported failed only if it has not come
-//     back within the fail grace (WithFailGrace, 5 s) — a hung process.
+//   - if the member's gossip port refuses the connection, its process is
+//     gone: it is reported failed at once;
+//   - otherwise (the port accepts, or the attempt times out, which a
+//     starved CPU on our side can cause as well as a dead host or a
+//     partition) it stays a Suspect member, out of Instances, while
+//     discovery syncs state with it so that it learns to refute, and is
+//     reported failed only if it has not come back within the fail grace
+//     (WithFailGrace, 5 s). Hung processes, dead hosts and partitions are
+//     therefore reported about 5 s later than crashed processes.
 //
 // Stats().Vetoed counts the deaths that the check overruled. Members
 // reported failed are retried once a second for an hour, so the two sides

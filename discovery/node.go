@@ -561,9 +561,8 @@ func (n *Node) maintain() {
 }
 
 // verify decides whether a member memberlist declared dead has failed. A
-// refused or unreachable gossip port means it has; a port that accepts
-// means its process is up (perhaps starved of CPU), so it gets the fail
-// grace to come back before it is reported failed.
+// refused gossip port means it has; otherwise it gets the fail grace to
+// come back before it is reported failed.
 func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 	defer n.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)

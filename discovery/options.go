@@ -71,8 +71,8 @@ const (
 // Fixed settings, not options.
 const (
 	// verifyTimeout bounds the connection attempt that checks a member
-	// memberlist declared dead. A refused or unreachable port is proof of
-	// failure; a connection that opens is proof that the process exists.
+	// memberlist declared dead. Only a refusal is proof of failure; an
+	// attempt that opens or times out leads to the fail grace.
 	verifyTimeout = 500 * time.Millisecond
 	// tick paces the maintenance loop: re-announcing lost metadata updates
 	// and closing stale suspicion records.
