@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,16 +27,26 @@ func TestCluster20(t *testing.T) {
 	}
 	start := time.Now()
 	c.joinAll()
-	c.waitConverged(10 * time.Second)
+	c.waitConverged(settle)
 	t.Logf("20 members converged in %v", time.Since(start))
 
-	waitFor(t, 15*time.Second, "all to see every instance", func() bool {
+	waitUntil(t, settle, "all to see every instance", func() string {
+		var behind []string
 		for _, n := range c.live() {
-			if len(n.Instances("web")) != 10 || len(n.Instances("db")) != 10 {
-				return false
+			seen := map[string]bool{}
+			for _, in := range append(n.Instances("web"), n.Instances("db")...) {
+				seen[in.Member] = true
+			}
+			if missing := missingFrom(seen, c.live()); len(missing) > 0 {
+				var why []string
+				for _, name := range missing {
+					m, ok := n.Member(name)
+					why = append(why, fmt.Sprintf("%s(listed %v, %v %v)", name, ok, m.State, m.Health))
+				}
+				behind = append(behind, fmt.Sprintf("%s misses %v", n.Name(), why))
 			}
 		}
-		return true
+		return strings.Join(behind, "; ")
 	})
 	for _, n := range c.live() {
 		web, db := n.Instances("web"), n.Instances("db")
@@ -58,7 +69,7 @@ func TestCluster20(t *testing.T) {
 	crashAt := time.Now()
 	c.crash("n19")
 	survivors := c.live()
-	waitFor(t, 5*time.Second, "all survivors to report n19 failed", func() bool {
+	waitFor(t, settle, "all survivors to report n19 failed", func() bool {
 		for _, n := range survivors {
 			if _, ok := watchers[n.Name()].first("n19", EventFail); !ok {
 				return false
@@ -70,8 +81,8 @@ func TestCluster20(t *testing.T) {
 	for _, n := range survivors {
 		e, _ := watchers[n.Name()].first("n19", EventFail)
 		last = max(last, e.Time.Sub(crashAt))
-		if _, ok := n.Member("n19"); ok {
-			t.Fatalf("%s still lists n19", n.Name())
+		if m, ok := n.Member("n19"); ok {
+			t.Fatalf("%s still lists n19 (%v, instance %x; events %v)", n.Name(), m.State, m.Instance, watchers[n.Name()].of("n19"))
 		}
 		if slices.Contains(watchers[n.Name()].of("n19"), EventLeave) {
 			t.Fatalf("%s reported the crash as a leave", n.Name())
@@ -86,7 +97,7 @@ func TestCluster20(t *testing.T) {
 	}
 	c.crash("n18") // Close after Leave
 	survivors = c.live()
-	waitFor(t, 5*time.Second, "all to see n18 leave", func() bool {
+	waitFor(t, settle, "all to see n18 leave", func() bool {
 		for _, n := range survivors {
 			if _, ok := watchers[n.Name()].first("n18", EventLeave); !ok {
 				return false
@@ -163,7 +174,7 @@ func TestCluster20(t *testing.T) {
 			}
 		}
 	})
-	waitFor(t, 5*time.Second, "every watcher to see n05 fail, then join", func() bool {
+	waitFor(t, settle, "every watcher to see n05 fail, then join", func() bool {
 		for _, n := range c.live("n05") {
 			if !failThenJoin(watchers[n.Name()]) {
 				return false
@@ -171,7 +182,7 @@ func TestCluster20(t *testing.T) {
 		}
 		return true
 	})
-	c.waitConverged(5 * time.Second)
+	c.waitConverged(settle)
 	for _, n := range c.live() {
 		if s := n.Stats(); s.Members != 18 {
 			t.Fatalf("%s: Stats.Members = %d, want 18", n.Name(), s.Members)
@@ -190,11 +201,11 @@ func TestHealthAndServices(t *testing.T) {
 	if err := a.Register(Service{Name: "api", Port: 8080, Tags: []string{"zone=a"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "api instance on n01", func() bool { return len(b.Instances("api")) == 1 })
+	waitFor(t, settle, "api instance on n01", func() bool { return len(b.Instances("api")) == 1 })
 	if err := a.SetHealth(Draining); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "draining to hide the instance", func() bool { return len(b.Instances("api")) == 0 })
+	waitFor(t, settle, "draining to hide the instance", func() bool { return len(b.Instances("api")) == 0 })
 	if got := b.Instances("api", Draining); len(got) != 1 || got[0].Health != Draining {
 		t.Fatalf("Instances(api, Draining) = %v", got)
 	}
@@ -208,7 +219,7 @@ func TestHealthAndServices(t *testing.T) {
 	if err := a.Register(Service{Name: "api", Port: 8081}); err != nil { // replaces
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "replaced api instance", func() bool {
+	waitFor(t, settle, "replaced api instance", func() bool {
 		got := b.Instances("api")
 		return len(got) == 1 && got[0].Addr.Port() == 8081
 	})
@@ -218,7 +229,7 @@ func TestHealthAndServices(t *testing.T) {
 	if err := a.Deregister("never-registered"); err != nil {
 		t.Fatalf("Deregister of an unknown service: %v", err)
 	}
-	waitFor(t, 3*time.Second, "deregistered api", func() bool { return len(b.Instances("api")) == 0 })
+	waitFor(t, settle, "deregistered api", func() bool { return len(b.Instances("api")) == 0 })
 	if n := rec.count(EventUpdate); n == 0 {
 		t.Fatal("no update events")
 	}

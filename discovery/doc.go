@@ -38,11 +38,18 @@
 //     gone: it is reported failed at once;
 //   - otherwise (the port accepts, or the attempt times out, which a
 //     starved CPU on our side can cause as well as a dead host or a
-//     partition) it stays a Suspect member, out of Instances, while
-//     discovery syncs state with it so that it learns to refute, and is
-//     reported failed only if it has not come back within the fail grace
-//     (WithFailGrace, 5 s). Hung processes, dead hosts and partitions are
-//     therefore reported about 5 s later than crashed processes.
+//     partition) it stays a Suspect member while discovery syncs state
+//     with it so that it learns to refute, and is reported failed only if
+//     it has not come back within the fail grace (WithFailGrace, 5 s).
+//     Hung processes, dead hosts and partitions are therefore reported
+//     about 5 s later than crashed processes. A member whose port accepted
+//     stays in Instances meanwhile, so that service views do not flap on a
+//     loaded machine; one whose port did not answer is left out.
+//
+// memberlist takes a dead member back on any message with a higher
+// incarnation, and stale gossip can carry one after a crash; a member
+// whose port refused is taken back only once the port stops refusing
+// (Stats().Revivals counts those revivals).
 //
 // Stats().Vetoed counts the deaths that the check overruled. Members
 // reported failed are retried once a second for an hour, so the two sides

@@ -29,7 +29,7 @@ func openPort(ctx context.Context, addr string) (net.Conn, error) {
 // faults are the only ones it sees.
 func quiet(t *testing.T, c *cluster) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "no open suspicions", func() bool {
+	waitFor(t, settle, "no open suspicions", func() bool {
 		for _, n := range c.live() {
 			if n.Stats().Suspect > 0 {
 				return false
@@ -78,7 +78,7 @@ func TestPartitionAndHeal(t *testing.T) {
 	}
 	fn.HealAll()
 	healed := time.Now()
-	c.waitConverged(10 * time.Second)
+	c.waitConverged(settle)
 	t.Logf("reunited %v after the heal", time.Since(healed))
 	for _, n := range left {
 		kinds := recs[n.Name()].of(right[1].Name())
@@ -93,17 +93,20 @@ func TestPartitionAndHeal(t *testing.T) {
 // comes back within it and is never reported failed.
 func TestSlowMemberNotFailed(t *testing.T) {
 	fn := faultnet.New(2)
-	c := newCluster(t, 5, fn, withVerifyDial(openPort), WithFailGrace(4*time.Second))
+	c := newCluster(t, 5, fn, withVerifyDial(openPort), WithFailGrace(4*time.Second), WithServices(Service{Name: "api", Port: 80}))
 	watcher := c.node("n00")
 	quiet(t, c)
 	rec := record(t, watcher)
 	slow := "n04"
 	fn.Isolate(faultNode(slow))
-	// memberlist declares it dead; discovery keeps it, as suspect, and
-	// out of Instances.
+	// memberlist declares it dead; discovery keeps it, as suspect, and in
+	// Instances, since its port answers.
 	waitFor(t, 5*time.Second, "memberlist to declare n04 dead", func() bool {
 		return rec.pending(slow) && slices.ContainsFunc(watcher.Members(), func(m Member) bool { return m.Name == slow && m.State == Suspect })
 	})
+	if !slices.ContainsFunc(watcher.Instances("api"), func(in Instance) bool { return in.Member == slow }) {
+		t.Fatalf("a suspect member whose port answers left Instances: %v", watcher.Instances("api"))
+	}
 	fn.HealAll()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -142,6 +145,37 @@ func TestSlowMemberNotFailed(t *testing.T) {
 
 // TestHungMemberFailsAfterGrace: a member whose port stays open but which
 // never answers is reported failed once the grace is over.
+// TestSilentMemberLeavesInstances: a member memberlist declared dead whose
+// gossip port does not answer at all leaves Instances during the grace,
+// before it is reported failed, and comes back when it does.
+func TestSilentMemberLeavesInstances(t *testing.T) {
+	fn := faultnet.New(4)
+	silent := func(ctx context.Context, addr string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	c := newCluster(t, 4, fn, withVerifyDial(silent), WithFailGrace(20*time.Second), WithServices(Service{Name: "api", Port: 80}))
+	quiet(t, c)
+	watcher := c.node("n00")
+	rec := record(t, watcher)
+	in := func() bool {
+		return slices.ContainsFunc(watcher.Instances("api"), func(in Instance) bool { return in.Member == "n03" })
+	}
+	fn.Isolate(faultNode("n03"))
+	waitFor(t, 10*time.Second, "n03 to leave Instances", func() bool { return !in() })
+	if m, ok := watcher.Member("n03"); !ok || m.State != Suspect {
+		t.Fatalf("n03 left Instances but is %v (listed %v), want a listed suspect", m.State, ok)
+	}
+	if !rec.pending("n03") {
+		t.Fatalf("n03 left Instances before memberlist declared it dead: %v", rec.of("n03"))
+	}
+	fn.HealAll()
+	waitFor(t, 10*time.Second, "n03 back in Instances", in)
+	if _, ok := rec.first("n03", EventFail); ok {
+		t.Fatalf("n03 was reported failed within the grace: %v", rec.of("n03"))
+	}
+}
+
 func TestHungMemberFailsAfterGrace(t *testing.T) {
 	fn := faultnet.New(3)
 	grace := time.Second
@@ -201,5 +235,65 @@ func TestSuspicionAudit(t *testing.T) {
 	}
 	if raised == 0 {
 		t.Fatal("no member counted a suspicion it raised")
+	}
+}
+
+// TestStaleRevivalIgnored: memberlist takes a dead member back on any
+// message with a higher incarnation, which stale gossip can carry after a
+// crash. A member whose port refused stays out while it still refuses,
+// and comes back once something answers there again.
+func TestStaleRevivalIgnored(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	obs := c.node("n00")
+	rec := record(t, obs)
+	gone := c.node("n02")
+	ghost := *gone.ml.LocalNode() // what stale gossip would carry
+	c.crash("n02")
+	waitFor(t, settle, "n00 to report n02 failed", func() bool {
+		_, ok := rec.first("n02", EventFail)
+		return ok
+	})
+
+	// memberlist revives it: discovery checks the port, which refuses.
+	(*delegate)(obs).NotifyJoin(&ghost)
+	if _, ok := obs.Member("n02"); ok {
+		t.Fatal("a revival of a member whose port refused was taken at once")
+	}
+	waitFor(t, settle, "the recheck", func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		f := obs.failed["n02"]
+		return !f.rechecking
+	})
+	time.Sleep(100 * time.Millisecond)
+	if m, ok := obs.Member("n02"); ok {
+		t.Fatalf("n02 is listed again (%v) while its port refuses; events %v", m.State, rec.of("n02"))
+	}
+	if got := obs.Stats().Revivals; got != 1 {
+		t.Fatalf("Revivals = %d, want 1", got)
+	}
+
+	// Its port answers again: the once-a-second recheck takes it back.
+	ln, err := net.Listen("tcp", ghost.Address())
+	if err != nil {
+		t.Skipf("cannot listen on n02's old address again: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	waitFor(t, settle, "n02 back once its port answers", func() bool {
+		_, ok := obs.Member("n02")
+		return ok
+	})
+	kinds := rec.of("n02")
+	if !slices.Equal(kinds[len(kinds)-2:], []EventKind{EventFail, EventJoin}) {
+		t.Fatalf("events about n02: %v, want them to end fail, join", kinds)
 	}
 }

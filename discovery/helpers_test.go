@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,12 @@ import (
 
 	"github.com/distkit/distkit/faultnet"
 )
+
+// settle bounds waits for gossip to spread. On an idle machine it takes
+// well under a second; on a loaded one a member can miss a broadcast, and
+// the next push/pull (every 15 s with PresetFast) repairs that. Waits end
+// as soon as their condition holds.
+const settle = 30 * time.Second
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -36,7 +43,7 @@ func newCluster(t testing.TB, size int, fn *faultnet.Network, opts ...Option) *c
 		c.start(fmt.Sprintf("n%02d", i))
 	}
 	c.joinAll()
-	c.waitConverged(10 * time.Second)
+	c.waitConverged(settle)
 	return c
 }
 
@@ -146,14 +153,47 @@ func (c *cluster) closeAll() {
 func (c *cluster) waitConverged(d time.Duration) {
 	c.t.Helper()
 	nodes := c.live()
-	waitFor(c.t, d, fmt.Sprintf("%d nodes to see each other", len(nodes)), func() bool {
+	waitUntil(c.t, d, fmt.Sprintf("%d nodes to see each other", len(nodes)), func() string {
+		var behind []string
 		for _, n := range nodes {
-			if len(n.Members()) != len(nodes) {
-				return false
+			seen := map[string]bool{}
+			for _, m := range n.Members() {
+				seen[m.Name] = true
+			}
+			if missing := missingFrom(seen, nodes); len(missing) > 0 || len(seen) != len(nodes) {
+				behind = append(behind, fmt.Sprintf("%s lists %d, misses %v", n.Name(), len(seen), missing))
 			}
 		}
-		return true
+		return strings.Join(behind, "; ")
 	})
+}
+
+// missingFrom returns the names of nodes not in seen.
+func missingFrom(seen map[string]bool, nodes []*Node) []string {
+	var missing []string
+	for _, o := range nodes {
+		if !seen[o.Name()] {
+			missing = append(missing, o.Name())
+		}
+	}
+	return missing
+}
+
+// waitUntil polls check until it returns "", and fails the test with the
+// last thing it returned if that takes longer than d.
+func waitUntil(t testing.TB, d time.Duration, what string, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		why := check()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s: %s", d, what, why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -18,8 +18,9 @@ const (
 	// Alive members answer probes.
 	Alive State = iota + 1
 	// Suspect members are being checked: their probes failed, or
-	// memberlist declared them dead while their gossip port still accepts
-	// connections. They stay in Members but not in Instances.
+	// memberlist declared them dead and their gossip port did not refuse
+	// a connection. They stay in Members, and in Instances unless the
+	// port did not answer at all.
 	Suspect
 	// Failed members are gone without saying so; only events carry it.
 	Failed
@@ -124,10 +125,11 @@ func (n *Node) Member(name string) (Member, bool) {
 
 // Instances returns the instances of a service, sorted by member name. By
 // default it returns those of members whose health is Ready; pass health
-// states to choose others. Members that are leaving, and members that
-// memberlist declared dead while their failure is being checked, are
-// always left out; members merely suspected by a probe stay in, since
-// nearly all such suspicions are refuted within a second.
+// states to choose others. Members that are leaving are always left out,
+// and so are members that memberlist declared dead and whose gossip port
+// did not answer the check. Suspect members whose port does answer stay
+// in: a loaded machine makes many of those, and nearly all are refuted
+// within a second.
 func (n *Node) Instances(service string, health ...Health) []Instance {
 	if len(health) == 0 {
 		health = []Health{Ready}
@@ -136,7 +138,7 @@ func (n *Node) Instances(service string, health ...Health) []Instance {
 	defer n.mu.Unlock()
 	var out []Instance
 	for name, e := range n.members {
-		if e.pending != nil || e.meta.leaving || !slices.Contains(health, e.meta.health) {
+		if (e.pending != nil && e.pending.silent) || e.meta.leaving || !slices.Contains(health, e.meta.health) {
 			continue
 		}
 		s, ok := e.meta.service(service)
@@ -250,7 +252,14 @@ func (d *delegate) NotifyJoin(node *memberlist.Node) {
 		n.updateLocked(node, m, now)
 		return
 	}
-	e = &entry{addr: addrPort(node.Addr, node.Port), meta: m, since: now}
+	if !n.buried(node, m) {
+		n.joinLocked(node, m, now)
+	}
+}
+
+// joinLocked adds a member that is not in the view.
+func (n *Node) joinLocked(node *memberlist.Node, m meta, now time.Time) {
+	e := &entry{addr: addrPort(node.Addr, node.Port), meta: m, since: now}
 	n.members[node.Name] = e
 	delete(n.failed, node.Name)
 	n.c.joins++
@@ -270,6 +279,9 @@ func (d *delegate) NotifyUpdate(node *memberlist.Node) {
 
 func (n *Node) updateLocked(node *memberlist.Node, m meta, now time.Time) {
 	e, ok := n.members[node.Name]
+	if !ok && n.buried(node, m) {
+		return
+	}
 	if !ok {
 		e = &entry{}
 		n.members[node.Name] = e
@@ -288,6 +300,10 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e, ok := n.members[node.Name]
+	if f, gone := n.failed[node.Name]; !ok && gone && f.revived != nil {
+		f.revived = nil // memberlist found the revived member dead again
+		n.failed[node.Name] = f
+	}
 	if !ok || e.pending != nil {
 		return
 	}
@@ -306,12 +322,15 @@ func (d *delegate) NotifyLeave(node *memberlist.Node) {
 }
 
 // confirmFail reports a member failed if it is still the one verify was
-// started for.
-func (n *Node) confirmFail(name string, p *pendingFail, why string) {
+// started for; refused says its gossip port refused a connection.
+func (n *Node) confirmFail(name string, p *pendingFail, refused bool, why string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if e, ok := n.members[name]; ok && e.pending == p {
 		n.removeLocked(name, EventFail, time.Now(), why)
+		f := n.failed[name]
+		f.refused = refused
+		n.failed[name] = f
 	}
 }
 
@@ -326,7 +345,7 @@ func (n *Node) removeLocked(name string, kind EventKind, now time.Time, why stri
 	} else {
 		m.State = Failed
 		n.c.fails++
-		n.failed[name] = failedMember{addr: e.addr, at: now}
+		n.failed[name] = failedMember{addr: e.addr, at: now, instance: e.meta.instance}
 		n.endSuspicions(name, Confirmed, now)
 		n.log.Info("member failed", zap.String("peer", name), zap.String("why", why))
 	}

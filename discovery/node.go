@@ -10,6 +10,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,9 @@ type entry struct {
 // pendingFail tracks a member memberlist declared dead while it is checked.
 type pendingFail struct {
 	back chan struct{} // closed when memberlist sees the member alive again
+	// silent is set, under Node.mu, when its gossip port did not answer
+	// the check: it may be gone, so it leaves Instances for the grace.
+	silent bool
 }
 
 // New creates a Node named name and starts gossip on its bind address
@@ -547,6 +551,7 @@ func (n *Node) maintain() {
 			n.mu.Lock()
 			if i%reconnectTicks == 0 {
 				n.reconnect(now)
+				n.recheckRevived()
 			}
 			// Our own entry holds what memberlist last applied for us.
 			self, ok := n.members[n.name]
@@ -565,21 +570,17 @@ func (n *Node) maintain() {
 // come back before it is reported failed.
 func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 	defer n.wg.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
-	conn, err := n.dial(ctx, addr.String())
-	cancel()
-	if err != nil && refused(err) {
-		n.confirmFail(name, p, "gossip port refused: "+err.Error())
+	err := n.checkPort(addr)
+	if refused(err) {
+		n.confirmFail(name, p, true, "gossip port refused: "+err.Error())
 		return
 	}
 	// Only a refusal proves the process gone: a timeout may be our own
 	// starved CPU, so it gets the grace like an open port does.
-	if err == nil {
-		// Say who we are before hanging up, so memberlist's stream handler
-		// reads a clean end of stream rather than logging a bad label.
-		_ = conn.SetWriteDeadline(time.Now().Add(verifyTimeout))
-		_ = memberlist.AddLabelHeaderToStream(conn, n.o.cluster)
-		_ = conn.Close()
+	if err != nil {
+		n.mu.Lock()
+		p.silent = true
+		n.mu.Unlock()
 	}
 	// memberlist neither probes nor syncs with members it declared dead,
 	// so one that was only stalled or cut off may never hear that it
@@ -609,21 +610,116 @@ func (n *Node) verify(name string, addr netip.AddrPort, p *pendingFail) {
 	select {
 	case <-p.back:
 	case <-grace.C:
-		n.confirmFail(name, p, fmt.Sprintf("port open but no sign of life for %v", n.o.failGrace))
+		n.confirmFail(name, p, false, fmt.Sprintf("port open but no sign of life for %v", n.o.failGrace))
 	case <-n.done:
 	}
+}
+
+// checkPort connects to a member's gossip port and hangs up.
+func (n *Node) checkPort(addr netip.AddrPort) error {
+	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+	defer cancel()
+	conn, err := n.dial(ctx, addr.String())
+	if err != nil {
+		return err
+	}
+	// Say who we are before hanging up, so memberlist's stream handler
+	// reads a clean end of stream rather than logging a bad label.
+	_ = conn.SetWriteDeadline(time.Now().Add(verifyTimeout))
+	_ = memberlist.AddLabelHeaderToStream(conn, n.o.cluster)
+	_ = conn.Close()
+	return nil
 }
 
 // refused reports whether a dial failed because nothing listens there
 // (faultnet's refusals match ECONNREFUSED too).
 func refused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED)
+	return err != nil && errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // failedMember is a member reported failed, kept for reconnection.
 type failedMember struct {
-	addr netip.AddrPort
-	at   time.Time
+	addr     netip.AddrPort
+	at       time.Time
+	instance uint64
+	// refused is set while the member's gossip port refuses connections:
+	// its process is gone, so gossip that revives that same instance is
+	// stale (see buried).
+	refused    bool
+	rechecking bool
+	// revived is memberlist's latest view of the member while memberlist
+	// holds it alive again and discovery does not.
+	revived *memberlist.Node
+}
+
+// buried reports whether node is a member whose process was proven gone,
+// revived by stale gossip: memberlist takes back a dead member on any
+// message with a higher incarnation, which members that saw it refute
+// earlier suspicions may still spread after it crashed. Its port is then
+// checked again in the background; it rejoins only once that no longer
+// refuses. Called with n.mu held.
+func (n *Node) buried(node *memberlist.Node, m meta) bool {
+	f, ok := n.failed[node.Name]
+	if !ok || !f.refused || f.instance != m.instance {
+		return false
+	}
+	if f.revived == nil {
+		n.c.revivals++
+	}
+	// memberlist changes its node in place later, under its own lock.
+	cp := *node
+	cp.Meta, cp.Addr = slices.Clone(node.Meta), slices.Clone(node.Addr)
+	f.revived = &cp
+	n.failed[node.Name] = f
+	n.startRecheck(node.Name)
+	return true
+}
+
+// recheckRevived checks again, once a second, the ports of members that
+// buried keeps out while memberlist holds them alive: memberlist will not
+// call again until it finds them dead, and one may be back. Called with
+// n.mu held.
+func (n *Node) recheckRevived() {
+	for name, f := range n.failed {
+		if f.revived != nil {
+			n.startRecheck(name)
+		}
+	}
+}
+
+// startRecheck starts recheck for a failed member unless one is running.
+// Called with n.mu held.
+func (n *Node) startRecheck(name string) {
+	f := n.failed[name]
+	if f.rechecking || n.closed {
+		return
+	}
+	f.rechecking = true
+	n.failed[name] = f
+	n.wg.Add(1)
+	go n.recheck(name, f.addr)
+}
+
+// recheck is buried's background check.
+func (n *Node) recheck(name string, addr netip.AddrPort) {
+	defer n.wg.Done()
+	err := n.checkPort(addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f, ok := n.failed[name]
+	if !ok {
+		return
+	}
+	f.rechecking = false
+	f.refused = refused(err)
+	n.failed[name] = f
+	if f.refused || f.revived == nil || n.closed {
+		n.log.Debug("ignoring stale gossip about a failed member", zap.String("peer", name), zap.Error(err))
+		return
+	}
+	if m, err := decodeMeta(f.revived.Meta); err == nil {
+		n.joinLocked(f.revived, m, time.Now())
+	}
 }
 
 // reconnect tries a push/pull with one random failed member, as serf does:

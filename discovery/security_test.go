@@ -54,7 +54,7 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatalf("%s on %s: %v", what, n.Name(), err)
 			}
 		}
-		waitFor(t, 5*time.Second, what+" to spread", func() bool { return done(obs.KeyStatus(newKey)) })
+		waitFor(t, settle, what+" to spread", func() bool { return done(obs.KeyStatus(newKey)) })
 	}
 	step("InstallKey", func(n *Node) error { return n.InstallKey(newKey) }, func(s KeyStatus) bool { return s.Installed == 5 && s.Primary == 0 })
 	if s := obs.KeyStatus(oldKey); s.Primary != 5 {
@@ -72,7 +72,7 @@ func TestKeyRotation(t *testing.T) {
 	wg.Wait()
 	// The last flip reaches everyone.
 	want, _ := c.node("n01").Member("n01")
-	waitFor(t, 5*time.Second, "the last health change to spread", func() bool {
+	waitFor(t, settle, "the last health change to spread", func() bool {
 		for _, n := range c.live() {
 			if m, _ := n.Member("n01"); m.Version != want.Version {
 				return false
@@ -219,7 +219,7 @@ func TestJoinSeeds(t *testing.T) {
 			t.Fatalf("Join(%s): %d, %v", s, got, err)
 		}
 	}
-	waitFor(t, 5*time.Second, "3 members", func() bool { return len(seed.Members()) == 3 })
+	waitFor(t, settle, "3 members", func() bool { return len(seed.Members()) == 3 })
 	n, _ := New("lost", WithResolver(r))
 	defer n.Close()
 	_, err = n.Join(ctxT(t, 5*time.Second), "nowhere.test:1", "dnssrv+_none._tcp.test")
@@ -242,7 +242,7 @@ func TestWatchCoalesces(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	final, _ := b.Member("n01")
-	waitFor(t, 5*time.Second, "the last change to arrive", func() bool {
+	waitFor(t, settle, "the last change to arrive", func() bool {
 		m, _ := a.Member("n01")
 		return m.Version == final.Version
 	})

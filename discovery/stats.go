@@ -2,7 +2,7 @@ package discovery
 
 // counters are guarded by Node.mu.
 type counters struct {
-	joins, updates, leaves, fails, vetoed, conflicts, rejected uint64
+	joins, updates, leaves, fails, vetoed, revivals, conflicts, rejected uint64
 }
 
 // Stats is a snapshot of a Node's view and counters. Counters only grow.
@@ -16,6 +16,10 @@ type Stats struct {
 	// still answered and that came back within the fail grace: false
 	// alarms that were never reported as failures.
 	Vetoed uint64
+	// Revivals counts the times memberlist took back, on stale gossip, a
+	// member reported failed because its gossip port refused; discovery
+	// takes such a member back only once its port stops refusing.
+	Revivals uint64
 	// SuspicionsRaised counts suspicions this node's own probes raised;
 	// SuspicionsHeard those other members raised, learned by gossip.
 	SuspicionsRaised, SuspicionsHeard uint64
@@ -47,6 +51,7 @@ func (n *Node) Stats() Stats {
 		Leaves:           n.c.leaves,
 		Fails:            n.c.fails,
 		Vetoed:           n.c.vetoed,
+		Revivals:         n.c.revivals,
 		SuspicionsRaised: n.audit.raised,
 		SuspicionsHeard:  n.audit.heard,
 		SelfRefuted:      n.audit.selfRefuted,
