@@ -3,6 +3,9 @@
 //
 //   - [github.com/distkit/distkit/shard]: sharded services (ch. 6) —
 //     consistent-hash placement of keys on nodes.
+//   - [github.com/distkit/distkit/scattergather]: scatter/gather (ch. 7)
+//     — one request fanned out to many leaves under one deadline, with
+//     completeness per leaf, budgeted hedging and streaming reducers.
 //   - [github.com/distkit/distkit/election]: ownership election (ch. 9) —
 //     a leader, and leases with fencing tokens on named resources, on raft.
 //   - [github.com/distkit/distkit/discovery]: membership and service

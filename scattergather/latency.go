@@ -1,0 +1,108 @@
+package scattergather
+
+import (
+	"math/bits"
+	"sync"
+	"time"
+)
+
+// latencies keeps a histogram of recent durations, for percentiles: hedge
+// delays and Stats. Buckets are log-linear, 16 per power of two, so a
+// percentile is within about 6% of the true one. It holds the current
+// window and the one before it, and switches windows every windowSize
+// samples, so percentiles follow changes within two windows.
+type latencies struct {
+	mu       sync.Mutex
+	cur, old *histogram
+}
+
+const (
+	windowSize = 1024
+	subBits    = 4
+	numBuckets = (64 - subBits + 1) << subBits
+)
+
+type histogram struct {
+	n      int
+	counts [numBuckets]uint32
+}
+
+func newLatencies() *latencies {
+	return &latencies{cur: new(histogram), old: new(histogram)}
+}
+
+// bucket maps a duration in nanoseconds to its bucket: values below
+// 2^subBits have a bucket each; above, a bucket spans 1/16 of its power of
+// two.
+func bucket(ns uint64) int {
+	if ns < 1<<subBits {
+		return int(ns)
+	}
+	exp := bits.Len64(ns) - subBits - 1 // shift that leaves subBits+1 bits
+	return (exp+1)<<subBits + int(ns>>exp&(1<<subBits-1))
+}
+
+// lower is the smallest duration in bucket i; upper its largest.
+func bounds(i int) (lower, upper uint64) {
+	if i < 1<<subBits {
+		return uint64(i), uint64(i)
+	}
+	exp := i>>subBits - 1
+	base := (1<<subBits | uint64(i&(1<<subBits-1))) << exp
+	return base, base + 1<<exp - 1
+}
+
+func (l *latencies) add(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	b := bucket(uint64(d))
+	l.mu.Lock()
+	if l.cur.n >= windowSize {
+		l.cur, l.old = l.old, l.cur
+		*l.cur = histogram{}
+	}
+	l.cur.n++
+	l.cur.counts[b]++
+	l.mu.Unlock()
+}
+
+// merge adds a batch of durations under one lock.
+func (l *latencies) merge(ds []time.Duration) {
+	l.mu.Lock()
+	for _, d := range ds {
+		if l.cur.n >= windowSize {
+			l.cur, l.old = l.old, l.cur
+			*l.cur = histogram{}
+		}
+		l.cur.n++
+		l.cur.counts[bucket(uint64(max(d, 0)))]++
+	}
+	l.mu.Unlock()
+}
+
+// quantiles returns the durations at the given quantiles (each in [0,1])
+// over both windows, and how many samples they hold. With no samples it
+// returns zeros.
+func (l *latencies) quantiles(qs ...float64) ([]time.Duration, int) {
+	out := make([]time.Duration, len(qs))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.cur.n + l.old.n
+	if n == 0 {
+		return out, 0
+	}
+	for qi, q := range qs {
+		rank := int(q*float64(n-1)) + 1 // 1-based rank of the sample
+		seen := 0
+		for i := range numBuckets {
+			seen += int(l.cur.counts[i]) + int(l.old.counts[i])
+			if seen >= rank {
+				lo, hi := bounds(i)
+				out[qi] = time.Duration(lo + (hi-lo)/2)
+				break
+			}
+		}
+	}
+	return out, n
+}
