@@ -7,6 +7,7 @@ replace github.com/distkit/distkit => ../
 require (
 	github.com/buraksezer/consistent v0.10.0
 	github.com/cespare/xxhash/v2 v2.3.0
+	github.com/cristalhq/hedgedhttp v0.9.1
 	github.com/dgryski/go-jump v0.0.0-20170409065014-e1f439676b57
 	github.com/dgryski/go-maglev v0.0.0-20200611225407-8961b9b1b8e6
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f
@@ -16,6 +17,7 @@ require (
 	github.com/hashicorp/raft v1.8.0
 	github.com/stathat/consistent v1.0.0
 	go.uber.org/goleak v1.3.0
+	golang.org/x/sync v0.22.0
 )
 
 require (

@@ -2,6 +2,7 @@ package scattergather
 
 import (
 	"math"
+	"sync"
 	"testing"
 	"time"
 )
@@ -55,12 +56,14 @@ func TestBudgetMinimum(t *testing.T) {
 }
 
 func TestLatencyQuantiles(t *testing.T) {
-	l := newLatencies()
+	l := newLatencies(new(sync.Mutex))
 	var ds []time.Duration
 	for i := 1; i <= 1000; i++ {
 		ds = append(ds, time.Duration(i)*time.Microsecond)
 	}
-	l.merge(ds)
+	for _, d := range ds {
+		l.add(d)
+	}
 	qs, n := l.quantiles(0.5, 0.9, 0.99)
 	if n != 1000 {
 		t.Fatalf("n = %d", n)

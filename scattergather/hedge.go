@@ -2,6 +2,7 @@ package scattergather
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -17,7 +18,7 @@ func (g *Gatherer[Req, Resp, Out]) hedgeDelay() time.Duration {
 	if h.Percentile == 0 {
 		return h.After
 	}
-	if g.c.calls.Load()%delayEvery == 0 || g.delay.Load() == 0 {
+	if g.hedgeCalls.Add(1)%delayEvery == 1 || g.delay.Load() == 0 {
 		qs, n := g.leafLat.quantiles(h.Percentile)
 		d := h.After
 		if n >= minSamples {
@@ -29,94 +30,167 @@ func (g *Gatherer[Req, Resp, Out]) hedgeDelay() time.Duration {
 }
 
 const (
-	delayEvery = 16  // calls between recomputed percentile delays
-	minSamples = 100 // latencies needed before a percentile delay is used
+	delayEvery = 16 // calls between recomputed percentile delays
+	minSamples = 20 // latencies needed before a percentile delay is used
 )
 
-// hedged asks leaf i, then its replicas as Hedge says, and returns the
-// first answer, or the last error if none answered. The requests it
+// hedged asks leaf i, then its replicas as Hedge says, and delivers the
+// first answer, or the last error if none answered, exactly once. The
+// leaf itself is asked in the calling goroutine, and hedges are sent by
+// a timer, so an unhedged request costs no extra goroutine; the request
+// that answers first delivers its answer itself. The requests hedged
 // started have all returned when it returns.
-func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, delay time.Duration) answer[Resp] {
-	t := &g.targets[i]
-	budget := g.o.hedge.Budget
-	type attempt struct {
-		k    int
-		resp Resp
-		err  error
+func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, delay time.Duration, start time.Time, deliver func(answer[Resp])) {
+	h := &hedging[Req, Resp, Out]{g: g, t: &g.targets[i], ctx: ctx, req: req, delay: delay, start: start, deliver: deliver}
+	h.ch = make(chan error, len(h.t.Replicas))
+	h.mu.Lock()
+	actx, cancel := h.attemptContext()
+	h.cancels = append(h.cancels, cancel)
+	h.sent = 1
+	if delay > 0 && len(h.t.Replicas) > 0 {
+		// The delay counts from the leaf's start, as the latencies it
+		// comes from do: time spent waiting to be scheduled counts.
+		h.timer = time.AfterFunc(max(delay-time.Since(start), 0), h.fire)
 	}
-	total := 1 + len(t.Replicas)
-	ch := make(chan attempt, total)
-	cancels := make([]context.CancelFunc, 0, total)
-	send := func(k int) {
-		actx, cancel := g.leafContext(ctx)
-		if g.o.leafTimeout == 0 {
-			actx, cancel = context.WithCancel(ctx)
-		}
-		cancels = append(cancels, cancel)
-		leaf := t.Leaf
-		if k > 0 {
-			leaf = t.Replicas[k-1]
-		}
-		go func() {
-			var a attempt
-			a.k = k
-			a.resp, a.err = call(actx, leaf, req)
-			ch <- a
-		}()
-	}
-	// another reports whether one more request may go to a replica.
-	another := func(next int) bool {
-		if next >= total || ctx.Err() != nil {
-			return false
-		}
-		if budget != nil && !budget.Withdraw() {
-			g.c.refused.Add(1)
-			return false
-		}
-		return true
-	}
+	h.mu.Unlock()
 
-	send(0)
-	running, next := 1, 1
-	var timeout <-chan time.Time
-	var timer *time.Timer
-	if delay > 0 {
-		timer = time.NewTimer(delay)
-		defer timer.Stop()
-		timeout = timer.C
+	err := h.attempt(actx, 0, start)
+	h.mu.Lock()
+	// A failed leaf fails over to its next replica at once, unless one
+	// is already running.
+	if err != nil && h.running == 0 && !h.won {
+		h.sendLocked()
 	}
-	done := ctx.Done()
-	var last attempt
-	won := false
-	for running > 0 && !won {
-		select {
-		case a := <-ch:
-			running--
-			last = a
-			if a.err == nil {
-				won = true
-			} else if running == 0 && another(next) {
-				send(next) // fail over at once
-				next++
-				running++
+	h.mu.Unlock()
+	// Wait for the replicas asked; every one reports here.
+	for {
+		h.mu.Lock()
+		if h.running == 0 {
+			h.over = true
+			if h.timer != nil {
+				h.timer.Stop()
 			}
-		case <-timeout:
-			if another(next) {
-				send(next)
-				next++
-				running++
-				timer.Reset(delay)
+			won, a := h.won, answer[Resp]{err: h.last, hedges: h.sent - 1, winner: h.lastK}
+			h.mu.Unlock()
+			if !won {
+				a.lat = time.Since(start)
+				h.deliver(a)
 			}
-		case <-done:
-			// No more hedges; the requests running see ctx end too.
-			done, timeout = nil, nil
+			break
+		}
+		h.mu.Unlock()
+		if err := <-h.ch; err != nil {
+			h.mu.Lock()
+			if h.running == 0 && !h.won {
+				h.sendLocked()
+			}
+			h.mu.Unlock()
 		}
 	}
-	for _, cancel := range cancels {
-		cancel()
+	h.mu.Lock()
+	for _, c := range h.cancels {
+		c()
 	}
-	for ; running > 0; running-- {
-		<-ch
+	h.mu.Unlock()
+}
+
+// hedging is one leaf's request and its hedges.
+type hedging[Req, Resp, Out any] struct {
+	g       *Gatherer[Req, Resp, Out]
+	t       *Target[Req, Resp]
+	ctx     context.Context
+	req     Req
+	delay   time.Duration
+	start   time.Time
+	deliver func(answer[Resp])
+	ch      chan error // replicas' results, in the leaf's goroutine's care
+
+	mu      sync.Mutex
+	timer   *time.Timer
+	cancels []context.CancelFunc
+	sent    int  // requests sent: the leaf's and the replicas'
+	running int  // replica requests running
+	won     bool // an answer was delivered
+	over    bool // no more requests may start
+	last    error
+	lastK   int
+}
+
+func (h *hedging[Req, Resp, Out]) attemptContext() (context.Context, context.CancelFunc) {
+	if d := h.g.o.leafTimeout; d > 0 {
+		return context.WithTimeout(h.ctx, d)
 	}
-	return answer[Resp]{resp: last.resp, err: last.err, hedges: next - 1, winner: last.k}
+	return context.WithCancel(h.ctx)
+}
+
+// attempt asks request k (0 the leaf, k the k-th replica), sent at
+// begun, and delivers its answer if it is the first.
+func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time.Time) error {
+	leaf := h.t.Leaf
+	if k > 0 {
+		leaf = h.t.Replicas[k-1]
+	}
+	resp, err := call(ctx, leaf, h.req)
+	h.mu.Lock()
+	if err != nil {
+		h.last, h.lastK = err, k
+		h.mu.Unlock()
+		return err
+	}
+	first := !h.won
+	h.won = true
+	sent := h.sent
+	for j, c := range h.cancels {
+		if j != k {
+			c() // the others lost
+		}
+	}
+	h.mu.Unlock()
+	if first && k > 0 {
+		// The leaf's latency (recorded by Gather) only says that its own
+		// request took longer than this; a replica's own time is a full
+		// sample of what a request takes, which keeps the percentile
+		// from drifting up on the hedged requests' latencies.
+		h.g.leafLat.add(time.Since(begun))
+	}
+	if first {
+		h.deliver(answer[Resp]{resp: resp, lat: time.Since(h.start), hedges: sent - 1, winner: k})
+	}
+	return nil
+}
+
+// fire is the hedge timer: it sends the next replica a request and arms
+// itself for the one after.
+func (h *hedging[Req, Resp, Out]) fire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sendLocked() && h.sent <= len(h.t.Replicas) {
+		h.timer.Reset(h.delay)
+	}
+}
+
+// sendLocked sends the next replica a request, if there is one, the
+// gather is still on, nothing has answered and the budget allows.
+func (h *hedging[Req, Resp, Out]) sendLocked() bool {
+	k := h.sent
+	if h.over || h.won || k > len(h.t.Replicas) || h.ctx.Err() != nil {
+		return false
+	}
+	if b := h.g.o.hedge.Budget; b != nil && !b.Withdraw() {
+		h.g.refused.Add(1)
+		return false
+	}
+	ctx, cancel := h.attemptContext()
+	h.cancels = append(h.cancels, cancel)
+	h.sent++
+	h.running++
+	begun := time.Now()
+	go func() {
+		err := h.attempt(ctx, k, begun)
+		h.mu.Lock()
+		h.running--
+		h.mu.Unlock()
+		h.ch <- err
+	}()
+	return true
 }

@@ -7,12 +7,13 @@ import (
 )
 
 // latencies keeps a histogram of recent durations, for percentiles: hedge
-// delays and Stats. Buckets are log-linear, 16 per power of two, so a
+// delays and Stats. Writers hold Gatherer.mu (or call add); quantiles
+// takes that lock itself. Buckets are log-linear, 16 per power of two, so a
 // percentile is within about 6% of the true one. It holds the current
 // window and the one before it, and switches windows every windowSize
 // samples, so percentiles follow changes within two windows.
 type latencies struct {
-	mu       sync.Mutex
+	mu       *sync.Mutex
 	cur, old *histogram
 }
 
@@ -27,8 +28,8 @@ type histogram struct {
 	counts [numBuckets]uint32
 }
 
-func newLatencies() *latencies {
-	return &latencies{cur: new(histogram), old: new(histogram)}
+func newLatencies(mu *sync.Mutex) *latencies {
+	return &latencies{mu: mu, cur: new(histogram), old: new(histogram)}
 }
 
 // bucket maps a duration in nanoseconds to its bucket: values below
@@ -56,29 +57,18 @@ func (l *latencies) add(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
-	b := bucket(uint64(d))
 	l.mu.Lock()
+	l.addLocked(d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) addLocked(d time.Duration) {
 	if l.cur.n >= windowSize {
 		l.cur, l.old = l.old, l.cur
 		*l.cur = histogram{}
 	}
 	l.cur.n++
-	l.cur.counts[b]++
-	l.mu.Unlock()
-}
-
-// merge adds a batch of durations under one lock.
-func (l *latencies) merge(ds []time.Duration) {
-	l.mu.Lock()
-	for _, d := range ds {
-		if l.cur.n >= windowSize {
-			l.cur, l.old = l.old, l.cur
-			*l.cur = histogram{}
-		}
-		l.cur.n++
-		l.cur.counts[bucket(uint64(max(d, 0)))]++
-	}
-	l.mu.Unlock()
+	l.cur.counts[bucket(uint64(max(d, 0)))]++
 }
 
 // quantiles returns the durations at the given quantiles (each in [0,1])

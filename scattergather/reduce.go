@@ -8,9 +8,9 @@ import (
 // Reducer makes a fresh Merger for each gather.
 type Reducer[Resp, Out any] func() Merger[Resp, Out]
 
-// Merger merges the answers of one gather as they arrive. Gather calls
-// its methods from one goroutine, one at a time, so a Merger needs no
-// locking; Add must not block.
+// Merger merges the answers of one gather as they arrive. Its methods are
+// called one at a time (from the leaves' goroutines, under a lock), so a
+// Merger needs no locking of its own; Add must not block, nor panic.
 type Merger[Resp, Out any] interface {
 	// Add merges the answer of the leaf at index leaf (in the order the
 	// targets were given) and reports whether the merged value is

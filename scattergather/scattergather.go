@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -115,9 +116,13 @@ type Gatherer[Req, Resp, Out any] struct {
 	o       options
 	log     *zap.Logger
 
-	leafLat, callLat *latencies
-	delay            atomic.Int64 // cached percentile hedge delay, ns
+	delay      atomic.Int64  // cached percentile hedge delay, ns
+	hedgeCalls atomic.Uint64 // calls to hedgeDelay
+	refused    atomic.Uint64 // budget refusals, counted as they happen
+
+	mu               sync.Mutex
 	c                counters
+	leafLat, callLat *latencies
 }
 
 var _ Leaf[int, int] = (*Gatherer[int, int, int])(nil)
@@ -147,9 +152,8 @@ func New[Req, Resp, Out any](targets []Target[Req, Resp], reduce Reducer[Resp, O
 		reduce:  reduce,
 		o:       o,
 		log:     o.logger.Named("scattergather"),
-		leafLat: newLatencies(),
-		callLat: newLatencies(),
 	}
+	g.leafLat, g.callLat = newLatencies(&g.mu), newLatencies(&g.mu)
 	seen := make(map[string]int, len(targets))
 	for i, t := range targets {
 		if t.Name == "" {
@@ -173,13 +177,39 @@ func New[Req, Resp, Out any](targets []Target[Req, Resp], reduce Reducer[Resp, O
 	return g, nil
 }
 
-// answer is what one leaf's goroutine sends back.
+// answer is what one request to a leaf (and its replicas) came to.
 type answer[Resp any] struct {
-	i              int
 	resp           Resp
 	err            error
 	lat            time.Duration
 	hedges, winner int
+}
+
+// inFlight marks, in a LeafReport during a gather, a leaf that started
+// and has not been accounted for; none is left when Gather returns.
+const inFlight = numOutcomes + 1
+
+// gather is one call's state. Leaves hand in their answers under mu, in
+// their own goroutines: the caller's goroutine sleeps until the outcome
+// is decided, rather than waking for every answer.
+type gather[Req, Resp, Out any] struct {
+	g     *Gatherer[Req, Resp, Out]
+	ctx   context.Context
+	req   Req
+	delay time.Duration
+	m     Merger[Resp, Out]
+	wg    sync.WaitGroup
+	// decided is closed when the outcome is decided. The caller's
+	// goroutine then cancels ctx: cancelling takes a deep stack, which
+	// would grow a leaf's small one.
+	decided chan struct{}
+
+	mu         sync.Mutex
+	res        Result[Out]
+	next       int // the next leaf to start
+	ok, failed int
+	over       bool // decided: later answers are not merged
+	success    bool
 }
 
 // Gather sends req to every leaf and merges the answers, until the policy
@@ -190,87 +220,61 @@ type answer[Resp any] struct {
 func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[Out], error) {
 	start := time.Now()
 	n := len(g.targets)
-	var cancel context.CancelFunc
 	if dl, ok := ctx.Deadline(); ok && g.o.reserve > 0 {
+		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-g.o.reserve))
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
 	}
+	// The caller's context (shortened by the reserve) is watched
+	// directly: its children learn that it ended a moment after it does.
+	caller := ctx
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	res := Result[Out]{Leaves: make([]LeafReport, n)}
-	for i := range res.Leaves {
-		res.Leaves[i] = LeafReport{Name: g.targets[i].Name, Outcome: Skipped}
+	st := &gather[Req, Resp, Out]{g: g, ctx: ctx, req: req, delay: g.hedgeDelay(), m: g.reduce(), decided: make(chan struct{})}
+	st.res.Leaves = make([]LeafReport, n)
+	for i := range st.res.Leaves {
+		st.res.Leaves[i] = LeafReport{Name: g.targets[i].Name, Outcome: Skipped}
 	}
-	m := g.reduce()
-	ch := make(chan answer[Resp], n) // a leaf never waits to hand in its answer
-	delay := g.hedgeDelay()
 	if h := g.o.hedge; h != nil && h.Budget != nil {
 		h.Budget.Deposit(n)
 	}
-
-	next, running := 0, 0
 	if ctx.Err() == nil {
 		limit := n
 		if g.o.limit > 0 {
 			limit = min(g.o.limit, n)
 		}
-		for ; next < limit; next++ {
-			go g.run(ctx, next, req, delay, ch)
-		}
-		running = next
-	}
-	var (
-		ok, failed    int
-		stop, success bool
-		cause         error
-		lats          = make([]time.Duration, 0, n)
-	)
-	byCtx := running == 0 // ctx ended before any leaf started
-	for running > 0 && !stop {
-		select {
-		case a := <-ch:
-			running--
-			rep := g.report(&res, a)
-			if a.err == nil {
-				rep.Outcome = OK
-				ok++
-				if a.winner > 0 {
-					res.HedgesWon++
-				}
-				lats = append(lats, a.lat)
-				if m.Add(a.i, a.resp) {
-					stop, success = true, true
-					break
-				}
-			} else {
-				rep.Outcome, rep.Err = Failed, a.err
-				if errors.Is(a.err, context.DeadlineExceeded) {
-					rep.Outcome = TimedOut
-				}
-				failed++
-				g.log.Debug("leaf failed", zap.String("leaf", rep.Name), zap.Error(a.err))
-			}
-			if stop, success = g.o.policy.verdict(ok, failed, n); !stop && next < n && ctx.Err() == nil {
-				go g.run(ctx, next, req, delay, ch)
-				next++
-				running++
-			}
-		case <-ctx.Done():
-			stop, byCtx = true, true
+		// Leaves already running touch only their own report until they
+		// take mu, and start others only under it, beyond limit.
+		st.next = limit
+		st.wg.Add(limit)
+		for i := range limit {
+			st.res.Leaves[i].Outcome = inFlight
+			go st.run(i, start)
 		}
 	}
-	if byCtx {
-		// Only a deadline can leave enough for success: a cancelled
-		// caller wants nothing more.
-		cause = ctx.Err()
-		success = errors.Is(cause, context.DeadlineExceeded) && g.o.policy.atDeadline(ok, n)
+	select {
+	case <-st.decided:
+	case <-caller.Done():
 	}
-	res.Early = ok+failed < n && cause == nil
+
+	st.mu.Lock()
+	var cause error
+	if !st.over {
+		// The caller's context ended the gather. Only a deadline can leave
+		// enough for success: a cancelled caller wants nothing more.
+		st.over = true
+		cause = caller.Err()
+		st.success = errors.Is(cause, context.DeadlineExceeded) && g.o.policy.atDeadline(st.ok, n)
+	}
+	res := &st.res
+	res.Early = st.ok+st.failed < n && cause == nil
+	st.mu.Unlock()
 
 	// Cut off what still runs, and wait for it: no goroutine outlives the
 	// call.
 	cancel()
+	st.wg.Wait()
 	cut := Skipped
 	switch {
 	case errors.Is(cause, context.DeadlineExceeded):
@@ -278,16 +282,14 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 	case cause != nil:
 		cut = Canceled
 	}
-	for ; running > 0; running-- {
-		rep := g.report(&res, <-ch)
-		rep.Outcome = cut
-		if cut != Skipped {
-			rep.Err = cause
+	for i := range res.Leaves {
+		l := &res.Leaves[i]
+		if l.Outcome == inFlight {
+			l.Outcome = cut
+			if cut != Skipped {
+				l.Err = cause
+			}
 		}
-	}
-	res.Value = m.Result()
-	res.Elapsed = time.Since(start)
-	for _, l := range res.Leaves {
 		switch l.Outcome {
 		case OK:
 			res.OK++
@@ -301,19 +303,85 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 			res.Skipped++
 		}
 	}
-	g.record(&res, lats, success)
-	if success {
-		return res, nil
+	res.Value = st.m.Result()
+	res.Elapsed = time.Since(start)
+	g.record(res, st.success)
+	if st.success {
+		return *res, nil
 	}
-	return res, &IncompleteError{Policy: g.o.policy, OK: res.OK, Need: g.o.policy.need(n), Leaves: res.Leaves, Cause: cause}
+	return *res, &IncompleteError{Policy: g.o.policy, OK: res.OK, Need: g.o.policy.need(n), Leaves: res.Leaves, Cause: cause}
 }
 
-// report fills in the report of the leaf an answer is from.
-func (g *Gatherer[Req, Resp, Out]) report(res *Result[Out], a answer[Resp]) *LeafReport {
-	rep := &res.Leaves[a.i]
+// run asks leaf i and hands in its answer.
+func (st *gather[Req, Resp, Out]) run(i int, start time.Time) {
+	defer st.wg.Done()
+	g := st.g
+	if g.o.hedge != nil && len(g.targets[i].Replicas) > 0 {
+		g.hedged(st.ctx, i, st.req, st.delay, start, func(a answer[Resp]) { st.hand(i, a) })
+		return
+	}
+	var a answer[Resp]
+	if g.o.leafTimeout > 0 {
+		lctx, cancel := context.WithTimeout(st.ctx, g.o.leafTimeout)
+		a.resp, a.err = call(lctx, g.targets[i].Leaf, st.req)
+		cancel()
+	} else {
+		a.resp, a.err = call(st.ctx, g.targets[i].Leaf, st.req)
+	}
+	a.lat = time.Since(start)
+	st.hand(i, a)
+}
+
+// hand accounts for leaf i's answer, merges it if the gather is still
+// open, decides if it can, and starts the next leaf if one waits for a
+// slot.
+func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	res := &st.res
+	rep := &res.Leaves[i]
 	rep.Latency, rep.Hedges, rep.Winner = a.lat, a.hedges, a.winner
 	res.Hedges += a.hedges
-	return rep
+	// After the decision, and for failures once the caller's context has
+	// ended (they are most likely its doing), Gather sets the outcome.
+	if st.over || (a.err != nil && st.ctx.Err() != nil) {
+		return
+	}
+	n := len(res.Leaves)
+	if a.err == nil {
+		rep.Outcome = OK
+		st.ok++
+		if a.winner > 0 {
+			res.HedgesWon++
+		}
+		if st.m.Add(i, a.resp) {
+			st.decide(true)
+			return
+		}
+	} else {
+		rep.Outcome, rep.Err = Failed, a.err
+		if errors.Is(a.err, context.DeadlineExceeded) {
+			rep.Outcome = TimedOut
+		}
+		st.failed++
+		st.g.log.Debug("leaf failed", zap.String("leaf", rep.Name), zap.Error(a.err))
+	}
+	if stop, success := st.g.o.policy.verdict(st.ok, st.failed, n); stop {
+		st.decide(success)
+		return
+	}
+	if st.next < n && st.ctx.Err() == nil {
+		j := st.next
+		st.next++
+		res.Leaves[j].Outcome = inFlight
+		st.wg.Add(1)
+		go st.run(j, time.Now())
+	}
+}
+
+func (st *gather[Req, Resp, Out]) decide(success bool) {
+	st.over, st.success = true, success
+	close(st.decided)
 }
 
 // Do gathers req and returns the merged value, so that a Gatherer is
@@ -321,21 +389,6 @@ func (g *Gatherer[Req, Resp, Out]) report(res *Result[Out], a answer[Resp]) *Lea
 func (g *Gatherer[Req, Resp, Out]) Do(ctx context.Context, req Req) (Out, error) {
 	res, err := g.Gather(ctx, req)
 	return res.Value, err
-}
-
-// run asks leaf i and hands in its answer.
-func (g *Gatherer[Req, Resp, Out]) run(ctx context.Context, i int, req Req, delay time.Duration, ch chan<- answer[Resp]) {
-	start := time.Now()
-	var a answer[Resp]
-	if g.o.hedge != nil && len(g.targets[i].Replicas) > 0 {
-		a = g.hedged(ctx, i, req, delay)
-	} else {
-		lctx, cancel := g.leafContext(ctx)
-		a.resp, a.err = call(lctx, g.targets[i].Leaf, req)
-		cancel()
-	}
-	a.i, a.lat = i, time.Since(start)
-	ch <- a
 }
 
 // call asks one leaf, turning a panic into an error: one broken leaf must
@@ -347,11 +400,4 @@ func call[Req, Resp any](ctx context.Context, l Leaf[Req, Resp], req Req) (resp 
 		}
 	}()
 	return l.Do(ctx, req)
-}
-
-func (g *Gatherer[Req, Resp, Out]) leafContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	if g.o.leafTimeout > 0 {
-		return context.WithTimeout(ctx, g.o.leafTimeout)
-	}
-	return ctx, func() {}
 }

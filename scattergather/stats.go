@@ -1,15 +1,12 @@
 package scattergather
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
-// counters only grow.
+// counters only grow; guarded by Gatherer.mu.
 type counters struct {
-	calls, failures, early                       atomic.Uint64
-	leaves, ok, failed, timedOut, canceled, skip atomic.Uint64
-	hedges, hedgesWon, refused                   atomic.Uint64
+	calls, failures, early                       uint64
+	leaves, ok, failed, timedOut, canceled, skip uint64
+	hedges, hedgesWon, refused                   uint64
 }
 
 // Stats is a snapshot of a Gatherer's counters and recent latencies.
@@ -25,6 +22,9 @@ type Stats struct {
 	// answered first, and BudgetRefusals hedges and failovers the budget
 	// refused.
 	Hedges, HedgesWon, BudgetRefusals uint64
+	// HedgeDelay is how long a leaf may run now before it is hedged
+	// (the observed percentile, or Hedge.After); 0 without hedging.
+	HedgeDelay time.Duration
 	// Percentiles over the last one to two thousand gathers and leaf
 	// answers (successful ones).
 	CallP50, CallP90, CallP99 time.Duration
@@ -33,12 +33,20 @@ type Stats struct {
 
 // Stats returns a snapshot of the gatherer's counters and latencies.
 func (g *Gatherer[Req, Resp, Out]) Stats() Stats {
-	c := &g.c
+	g.mu.Lock()
+	c := g.c
+	g.mu.Unlock()
 	s := Stats{
-		Calls: c.calls.Load(), Failures: c.failures.Load(), Early: c.early.Load(),
-		Leaves: c.leaves.Load(), OK: c.ok.Load(), Failed: c.failed.Load(),
-		TimedOut: c.timedOut.Load(), Canceled: c.canceled.Load(), Skipped: c.skip.Load(),
-		Hedges: c.hedges.Load(), HedgesWon: c.hedgesWon.Load(), BudgetRefusals: c.refused.Load(),
+		Calls: c.calls, Failures: c.failures, Early: c.early,
+		Leaves: c.leaves, OK: c.ok, Failed: c.failed,
+		TimedOut: c.timedOut, Canceled: c.canceled, Skipped: c.skip,
+		Hedges: c.hedges, HedgesWon: c.hedgesWon, BudgetRefusals: c.refused + g.refused.Load(),
+	}
+	if h := g.o.hedge; h != nil {
+		s.HedgeDelay = h.After
+		if d := g.delay.Load(); h.Percentile > 0 && d > 0 {
+			s.HedgeDelay = time.Duration(d)
+		}
 	}
 	q, _ := g.callLat.quantiles(0.5, 0.9, 0.99)
 	s.CallP50, s.CallP90, s.CallP99 = q[0], q[1], q[2]
@@ -47,24 +55,31 @@ func (g *Gatherer[Req, Resp, Out]) Stats() Stats {
 	return s
 }
 
-// record adds a finished gather to the counters.
-func (g *Gatherer[Req, Resp, Out]) record(res *Result[Out], lats []time.Duration, success bool) {
+// record adds a finished gather to the counters and latencies, under one
+// lock.
+func (g *Gatherer[Req, Resp, Out]) record(res *Result[Out], success bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	c := &g.c
-	c.calls.Add(1)
+	c.calls++
 	if !success {
-		c.failures.Add(1)
+		c.failures++
 	}
 	if res.Early {
-		c.early.Add(1)
+		c.early++
 	}
-	c.leaves.Add(uint64(len(res.Leaves)))
-	c.ok.Add(uint64(res.OK))
-	c.failed.Add(uint64(res.Failed))
-	c.timedOut.Add(uint64(res.TimedOut))
-	c.canceled.Add(uint64(res.Canceled))
-	c.skip.Add(uint64(res.Skipped))
-	c.hedges.Add(uint64(res.Hedges))
-	c.hedgesWon.Add(uint64(res.HedgesWon))
-	g.leafLat.merge(lats)
-	g.callLat.add(res.Elapsed)
+	c.leaves += uint64(len(res.Leaves))
+	c.ok += uint64(res.OK)
+	c.failed += uint64(res.Failed)
+	c.timedOut += uint64(res.TimedOut)
+	c.canceled += uint64(res.Canceled)
+	c.skip += uint64(res.Skipped)
+	c.hedges += uint64(res.Hedges)
+	c.hedgesWon += uint64(res.HedgesWon)
+	for i := range res.Leaves {
+		if res.Leaves[i].Outcome == OK {
+			g.leafLat.addLocked(res.Leaves[i].Latency)
+		}
+	}
+	g.callLat.addLocked(res.Elapsed)
 }
