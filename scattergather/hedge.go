@@ -59,7 +59,7 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 	// A failed leaf fails over to its next replica at once, unless one
 	// is already running.
 	if err != nil && h.running == 0 && !h.won {
-		h.sendLocked()
+		h.failoverLocked()
 	}
 	h.mu.Unlock()
 	// Wait for the replicas asked; every one reports here.
@@ -82,7 +82,7 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 		if err := <-h.ch; err != nil {
 			h.mu.Lock()
 			if h.running == 0 && !h.won {
-				h.sendLocked()
+				h.failoverLocked()
 			}
 			h.mu.Unlock()
 		}
@@ -159,38 +159,59 @@ func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time
 	return nil
 }
 
-// fire is the hedge timer: it sends the next replica a request and arms
-// itself for the one after.
+// fire is the hedge timer, in a goroutine of its own: it arms itself for
+// the next replica and asks this one itself, saving a hand-off.
 func (h *hedging[Req, Resp, Out]) fire() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.sendLocked() && h.sent <= len(h.t.Replicas) {
+	r, ok := h.sendLocked()
+	if ok && h.sent <= len(h.t.Replicas) {
 		h.timer.Reset(h.delay)
+	}
+	h.mu.Unlock()
+	if ok {
+		h.ask(r)
 	}
 }
 
-// sendLocked sends the next replica a request, if there is one, the
-// gather is still on, nothing has answered and the budget allows.
-func (h *hedging[Req, Resp, Out]) sendLocked() bool {
+// failoverLocked asks the next replica at once, after a failure.
+func (h *hedging[Req, Resp, Out]) failoverLocked() {
+	if r, ok := h.sendLocked(); ok {
+		go h.ask(r)
+	}
+}
+
+// replicaRequest is a request to replica k, counted as running.
+type replicaRequest struct {
+	ctx   context.Context
+	k     int
+	begun time.Time
+}
+
+// sendLocked books a request to the next replica, if there is one, the
+// gather is still on, nothing has answered and the budget allows; the
+// caller then asks it.
+func (h *hedging[Req, Resp, Out]) sendLocked() (replicaRequest, bool) {
 	k := h.sent
 	if h.over || h.won || k > len(h.t.Replicas) || h.ctx.Err() != nil {
-		return false
+		return replicaRequest{}, false
 	}
 	if b := h.g.o.hedge.Budget; b != nil && !b.Withdraw() {
 		h.g.refused.Add(1)
-		return false
+		return replicaRequest{}, false
 	}
 	ctx, cancel := h.attemptContext()
 	h.cancels = append(h.cancels, cancel)
 	h.sent++
 	h.running++
-	begun := time.Now()
-	go func() {
-		err := h.attempt(ctx, k, begun)
-		h.mu.Lock()
-		h.running--
-		h.mu.Unlock()
-		h.ch <- err
-	}()
-	return true
+	return replicaRequest{ctx, k, time.Now()}, true
+}
+
+// ask runs a booked replica request and reports its result to the
+// leaf's goroutine.
+func (h *hedging[Req, Resp, Out]) ask(r replicaRequest) {
+	err := h.attempt(r.ctx, r.k, r.begun)
+	h.mu.Lock()
+	h.running--
+	h.mu.Unlock()
+	h.ch <- err
 }

@@ -83,15 +83,20 @@ func (l *latencies) quantiles(qs ...float64) ([]time.Duration, int) {
 		return out, 0
 	}
 	for qi, q := range qs {
-		rank := int(q*float64(n-1)) + 1 // 1-based rank of the sample
+		rank := q*float64(n-1) + 1 // 1-based rank of the sample
 		seen := 0
 		for i := range numBuckets {
-			seen += int(l.cur.counts[i]) + int(l.old.counts[i])
-			if seen >= rank {
+			c := int(l.cur.counts[i]) + int(l.old.counts[i])
+			if c > 0 && float64(seen+c) >= rank {
+				// Spread the bucket's samples evenly over its span: a
+				// bucket is 1/16 of a power of two wide, too coarse for a
+				// hedge delay (about 260 µs at 7 ms).
 				lo, hi := bounds(i)
-				out[qi] = time.Duration(lo + (hi-lo)/2)
+				frac := (rank - float64(seen) - 0.5) / float64(c)
+				out[qi] = time.Duration(float64(lo) + float64(hi-lo)*min(max(frac, 0), 1))
 				break
 			}
+			seen += c
 		}
 	}
 	return out, n

@@ -248,9 +248,16 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 		// take mu, and start others only under it, beyond limit.
 		st.next = limit
 		st.wg.Add(limit)
-		for i := range limit {
-			st.res.Leaves[i].Outcome = inFlight
-			go st.run(i, start)
+		if n == 1 {
+			// One leaf (a hedged request, say) runs in the caller's
+			// goroutine: no hand-off, no wait to be scheduled.
+			st.res.Leaves[0].Outcome = inFlight
+			st.run(0, start)
+		} else {
+			for i := range limit {
+				st.res.Leaves[i].Outcome = inFlight
+				go st.run(i, start)
+			}
 		}
 	}
 	select {
