@@ -50,6 +50,7 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 	if delay > 0 && len(h.t.Replicas) > 0 {
 		// The delay counts from the leaf's start, as the latencies it
 		// comes from do: time spent waiting to be scheduled counts.
+		h.bg.Add(1)
 		h.timer = time.AfterFunc(max(delay-time.Since(start), 0), h.fire)
 	}
 	h.mu.Unlock()
@@ -67,8 +68,8 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 		h.mu.Lock()
 		if h.running == 0 {
 			h.over = true
-			if h.timer != nil {
-				h.timer.Stop()
+			if h.timer != nil && h.timer.Stop() {
+				h.bg.Done() // it will not fire
 			}
 			won, a := h.won, answer[Resp]{err: h.last, hedges: h.sent - 1, winner: h.lastK}
 			h.mu.Unlock()
@@ -92,6 +93,7 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 		c()
 	}
 	h.mu.Unlock()
+	h.bg.Wait() // a timer that fired as this ended has seen over
 }
 
 // hedging is one leaf's request and its hedges.
@@ -107,6 +109,7 @@ type hedging[Req, Resp, Out any] struct {
 
 	mu      sync.Mutex
 	timer   *time.Timer
+	bg      sync.WaitGroup // timer runs (armed or running) and failovers
 	cancels []context.CancelFunc
 	sent    int  // requests sent: the leaf's and the replicas'
 	running int  // replica requests running
@@ -162,9 +165,11 @@ func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time
 // fire is the hedge timer, in a goroutine of its own: it arms itself for
 // the next replica and asks this one itself, saving a hand-off.
 func (h *hedging[Req, Resp, Out]) fire() {
+	defer h.bg.Done()
 	h.mu.Lock()
 	r, ok := h.sendLocked()
 	if ok && h.sent <= len(h.t.Replicas) {
+		h.bg.Add(1)
 		h.timer.Reset(h.delay)
 	}
 	h.mu.Unlock()
@@ -176,7 +181,11 @@ func (h *hedging[Req, Resp, Out]) fire() {
 // failoverLocked asks the next replica at once, after a failure.
 func (h *hedging[Req, Resp, Out]) failoverLocked() {
 	if r, ok := h.sendLocked(); ok {
-		go h.ask(r)
+		h.bg.Add(1)
+		go func() {
+			defer h.bg.Done()
+			h.ask(r)
+		}()
 	}
 }
 
