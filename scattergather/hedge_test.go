@@ -50,7 +50,7 @@ func TestFailoverOnError(t *testing.T) {
 	// All fail: the last error is reported.
 	g = mustNew(t, replicated(failing(), failing()), Sum[int](), WithHedge(Hedge{After: time.Hour}))
 	res, err = g.Gather(ctxTimeout(t, 10*time.Second), 0)
-	if err == nil || res.Failed != 1 || res.HedgesWon != 0 || res.Leaves[0].Hedges != 1 {
+	if err == nil || res.Failed != 1 || res.HedgesWon != 0 || res.Leaves[0].Hedges != 1 || res.Leaves[0].Winner != 0 {
 		t.Fatalf("err %v, %+v", err, res)
 	}
 }

@@ -22,8 +22,13 @@ const TimeoutHeader = "Distkit-Timeout-Ms"
 // DefaultMaxBody is the default limit on request and response bodies.
 const DefaultMaxBody = 4 << 20
 
-// maxTimeout bounds what a Handler accepts in TimeoutHeader.
+// maxTimeout bounds what a Handler accepts in TimeoutHeader; an HTTPLeaf
+// sends at most this.
 const maxTimeout = 24 * time.Hour
+
+// maxMaxBody bounds WithMaxBody (1 TiB), leaving room to read one byte
+// past the limit.
+const maxMaxBody = 1 << 40
 
 // Codec encodes requests and responses for HTTPLeaf and Handler.
 type Codec interface {
@@ -83,8 +88,8 @@ func WithCodec(c Codec) HTTPOption {
 // Handler reads (requests) to n bytes. Default: DefaultMaxBody (4 MiB).
 func WithMaxBody(n int64) HTTPOption {
 	return func(o *httpOptions) error {
-		if n < 1 {
-			return invalid("WithMaxBody(%d): want 1 or more", n)
+		if n < 1 || n > maxMaxBody {
+			return invalid("WithMaxBody(%d): want 1 to %d", n, int64(maxMaxBody))
 		}
 		o.maxBody = n
 		return nil
@@ -174,6 +179,9 @@ func (l *HTTPLeaf[Req, Resp]) Do(ctx context.Context, req Req) (Resp, error) {
 		if left <= 0 {
 			return zero, context.DeadlineExceeded
 		}
+		// Whole microseconds, rounded up so that a sliver is not sent as
+		// none; at most what a Handler accepts.
+		left = min((left + time.Microsecond - 1).Truncate(time.Microsecond), maxTimeout)
 		hr.Header.Set(TimeoutHeader, strconv.FormatFloat(float64(left)/float64(time.Millisecond), 'f', 3, 64))
 	}
 	resp, err := l.o.client.Do(hr)
@@ -181,7 +189,7 @@ func (l *HTTPLeaf[Req, Resp]) Do(ctx context.Context, req Req) (Resp, error) {
 		return zero, fmt.Errorf("scattergather: leaf %s: %w", l.url, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, l.o.maxBody+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, l.o.maxBody+1)) // +1 to see an answer over it
 	if err != nil {
 		return zero, fmt.Errorf("scattergather: leaf %s: reading answer: %w", l.url, err)
 	}

@@ -3,6 +3,7 @@ package scattergather
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -174,13 +175,47 @@ func TestHTTPLeafErrors(t *testing.T) {
 	}
 }
 
+// TestHTTPDeadlineExtremes: a deadline days away is sent as the most a
+// Handler accepts, and a sliver of a microsecond as one.
+func TestHTTPDeadlineExtremes(t *testing.T) {
+	seen := make(chan time.Duration, 1)
+	probe := LeafFunc[query, count](func(ctx context.Context, _ query) (count, error) {
+		dl, _ := ctx.Deadline()
+		seen <- time.Until(dl)
+		return count{1}, nil
+	})
+	l := httpLeaf(t, serve(t, probe))
+	ctx, cancel := context.WithTimeout(context.Background(), 48*time.Hour)
+	defer cancel()
+	if _, err := l.Do(ctx, query{}); err != nil {
+		t.Fatalf("48 h deadline: %v", err)
+	}
+	if left := <-seen; left > maxTimeout || left < maxTimeout-time.Minute {
+		t.Fatalf("leaf saw %v left, want about %v", left, maxTimeout)
+	}
+
+	// Less than a microsecond left: either the leaf refuses to send, or
+	// the handler gets a valid, tiny timeout; never a 400.
+	tiny := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := parseTimeout(r.Header.Get(TimeoutHeader)); err != nil {
+			t.Errorf("header %q: %v", r.Header.Get(TimeoutHeader), err)
+		}
+	}))
+	defer tiny.Close()
+	for range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Nanosecond)
+		_, _ = httpLeaf(t, tiny).Do(ctx, query{})
+		cancel()
+	}
+}
+
 func TestHTTPInvalid(t *testing.T) {
 	for _, u := range []string{"", "ftp://x/", "http://", "://x", "localhost:80"} {
 		if _, err := NewHTTPLeaf[query, count](u); !errors.Is(err, ErrInvalid) {
 			t.Errorf("NewHTTPLeaf(%q) = %v, want ErrInvalid", u, err)
 		}
 	}
-	for _, o := range []HTTPOption{nil, WithHTTPClient(nil), WithCodec(nil), WithMaxBody(0)} {
+	for _, o := range []HTTPOption{nil, WithHTTPClient(nil), WithCodec(nil), WithMaxBody(0), WithMaxBody(math.MaxInt64)} {
 		if _, err := NewHTTPLeaf[query, count]("http://127.0.0.1:1/", o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("option: err = %v, want ErrInvalid", err)
 		}

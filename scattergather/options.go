@@ -22,7 +22,7 @@ func defaultOptions() options {
 	return options{logger: zap.NewNop(), policy: All()}
 }
 
-// WithLogger logs through l: budget refusals and failed leaves at Debug.
+// WithLogger logs through l: failed leaves at Debug.
 // Default: no logging.
 func WithLogger(l *zap.Logger) Option {
 	return func(o *options) error {
@@ -44,7 +44,8 @@ func WithPolicy(p Policy) Option {
 }
 
 // WithConcurrency runs at most n leaves at a time; the others start as
-// running ones finish, and those that never start are reported Skipped.
+// running ones finish. Those that never start are reported Skipped if
+// the gather had decided, TimedOut or Canceled if its context ended.
 // Default: 0, no limit.
 func WithConcurrency(n int) Option {
 	return func(o *options) error {
@@ -89,7 +90,7 @@ func setDuration(option string, d time.Duration, field *time.Duration) error {
 // budget. Nothing is sent after the gather's deadline.
 type Hedge struct {
 	// After is the fixed delay before a hedge; with Percentile set, the
-	// delay until enough latencies have been observed (100), or 0 to
+	// delay until enough latencies have been observed (20), or 0 to
 	// wait for them.
 	After time.Duration
 	// Percentile, between 0 and 1 exclusive (0.95 for the 95th), hedges

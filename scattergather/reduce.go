@@ -109,8 +109,11 @@ type topK[T any] struct {
 }
 
 func (t *topK[T]) Add(_ int, r []T) bool {
+	if t.k < 1 {
+		return false
+	}
 	for _, x := range r {
-		if len(t.items) == t.k && (t.k < 1 || t.cmp(x, t.items[len(t.items)-1]) >= 0) {
+		if len(t.items) == t.k && t.cmp(x, t.items[len(t.items)-1]) >= 0 {
 			continue
 		}
 		// Insert after equal items, so earlier answers win ties.

@@ -28,9 +28,11 @@ func TestReducers(t *testing.T) {
 	if got, _ := top.Do(ctx, 0); !slices.Equal(got, []int{9, 5, 3}) {
 		t.Fatalf("TopK(3) = %v", got)
 	}
-	none, _ := New(slices3, TopK(0, cmp.Compare[int]))
-	if got, _ := none.Do(ctx, 0); len(got) != 0 {
-		t.Fatalf("TopK(0) = %v", got)
+	for _, k := range []int{0, -1} {
+		none, _ := New(slices3, TopK(k, cmp.Compare[int]))
+		if got, _ := none.Do(ctx, 0); len(got) != 0 {
+			t.Fatalf("TopK(%d) = %v", k, got)
+		}
 	}
 
 	// Collect keeps leaf order whatever the arrival order.

@@ -46,13 +46,15 @@ const (
 	OK Outcome = iota
 	// Failed leaves returned an error (Err), replicas included.
 	Failed
-	// TimedOut leaves had not answered by the gather's deadline, or ran
-	// out of their own (WithLeafTimeout).
+	// TimedOut leaves had not answered by the gather's deadline (or had
+	// not started), or ran out of their own time (WithLeafTimeout).
 	TimedOut
-	// Canceled leaves were running when the caller cancelled the gather.
+	// Canceled leaves were running, or waiting to start, when the caller
+	// cancelled the gather.
 	Canceled
 	// Skipped leaves were not needed: the gather had decided before they
-	// answered or before they started.
+	// answered or before they started. (Leaves that never started because
+	// the context ended are TimedOut or Canceled.)
 	Skipped
 	numOutcomes
 )
@@ -291,7 +293,9 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 	}
 	for i := range res.Leaves {
 		l := &res.Leaves[i]
-		if l.Outcome == inFlight {
+		// Leaves still running, and, when the context ended the gather,
+		// those still waiting for a slot, were cut off by it.
+		if l.Outcome == inFlight || (l.Outcome == Skipped && cause != nil) {
 			l.Outcome = cut
 			if cut != Skipped {
 				l.Err = cause
@@ -347,11 +351,16 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 	defer st.mu.Unlock()
 	res := &st.res
 	rep := &res.Leaves[i]
-	rep.Latency, rep.Hedges, rep.Winner = a.lat, a.hedges, a.winner
+	rep.Latency, rep.Hedges = a.lat, a.hedges
+	if a.err == nil {
+		rep.Winner = a.winner
+	}
 	res.Hedges += a.hedges
 	// After the decision, and for failures once the caller's context has
-	// ended (they are most likely its doing), Gather sets the outcome.
-	if st.over || (a.err != nil && st.ctx.Err() != nil) {
+	// ended or its deadline passed (they are most likely its doing: many
+	// leaves enforce the deadline themselves, a moment before the
+	// context's timer fires), Gather sets the outcome.
+	if st.over || (a.err != nil && st.pastDeadline()) {
 		return
 	}
 	n := len(res.Leaves)
@@ -384,6 +393,16 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 		st.wg.Add(1)
 		go st.run(j, time.Now())
 	}
+}
+
+// pastDeadline reports whether the gather's context has ended or its
+// deadline has passed.
+func (st *gather[Req, Resp, Out]) pastDeadline() bool {
+	if st.ctx.Err() != nil {
+		return true
+	}
+	dl, ok := st.ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 func (st *gather[Req, Resp, Out]) decide(success bool) {

@@ -138,8 +138,8 @@ func TestContextDoneBeforeStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res, err := g.Gather(ctx, 0)
-	if !errors.Is(err, context.Canceled) || res.Skipped != 1 || l.calls.Load() != 0 {
-		t.Fatalf("err %v, skipped %d, calls %d", err, res.Skipped, l.calls.Load())
+	if !errors.Is(err, context.Canceled) || res.Canceled != 1 || l.calls.Load() != 0 {
+		t.Fatalf("err %v, canceled %d, calls %d", err, res.Canceled, l.calls.Load())
 	}
 }
 
@@ -258,6 +258,42 @@ func TestInvalid(t *testing.T) {
 	}{{-0.1, 0}, {1.5, 0}, {0.1, -1}} {
 		if _, err := NewBudget(b.ratio, b.min); !errors.Is(err, ErrInvalid) {
 			t.Errorf("NewBudget(%v, %d) = %v, want ErrInvalid", b.ratio, b.min, err)
+		}
+	}
+}
+
+// TestDeadlineSeenAsFailure: a leaf that enforces the deadline itself
+// fails a moment before the context's timer fires; that is the deadline's
+// doing, not an early policy failure.
+func TestDeadlineSeenAsFailure(t *testing.T) {
+	own := LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
+		dl, _ := ctx.Deadline()
+		for time.Now().Before(dl) {
+			time.Sleep(100 * time.Microsecond)
+		}
+		return 0, errors.New("i/o timeout")
+	})
+	for range 20 {
+		g := mustNew(t, []Target[int, int]{{Leaf: own}, {Leaf: hung()}}, Sum[int]())
+		res, err := g.Gather(ctxTimeout(t, 5*time.Millisecond), 0)
+		var ie *IncompleteError
+		if !errors.As(err, &ie) || !errors.Is(ie.Cause, context.DeadlineExceeded) || res.Early || res.TimedOut != 2 {
+			t.Fatalf("err %v, early %v, %+v", err, res.Early, res.Leaves)
+		}
+	}
+}
+
+// TestNotStartedAtDeadline: leaves still waiting for a slot when the
+// deadline passes timed out; they were needed.
+func TestNotStartedAtDeadline(t *testing.T) {
+	g := mustNew(t, targets(hung(), hung(), hung()), Sum[int](), WithConcurrency(1))
+	res, err := g.Gather(ctxTimeout(t, 20*time.Millisecond), 0)
+	if !errors.Is(err, context.DeadlineExceeded) || res.TimedOut != 3 || res.Skipped != 0 {
+		t.Fatalf("err %v, %+v", err, res.Leaves)
+	}
+	for _, l := range res.Leaves {
+		if !errors.Is(l.Err, context.DeadlineExceeded) {
+			t.Fatalf("%+v", l)
 		}
 	}
 }
