@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/distkit/distkit/discovery"
+	"github.com/distkit/distkit/internal/loadtest"
 )
 
 // The discovery benchmarks. Every cluster is 20 members in this process,
@@ -303,22 +303,7 @@ func (m *memberlistMember) stats() gossipStats {
 // probe interval later; for memberlist-lan up to 8 × 1 s when its
 // awareness score is high). goleak reports any still running after that.
 func awaitMemberlistExit() {
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		for {
-			n := runtime.Stack(buf, true)
-			if n < len(buf) {
-				buf = buf[:n]
-				break
-			}
-			buf = make([]byte, 2*len(buf))
-		}
-		if !strings.Contains(string(buf), "github.com/hashicorp/memberlist.") {
-			return
-		}
-		buf = buf[:cap(buf)]
-		time.Sleep(50 * time.Millisecond)
-	}
+	loadtest.AwaitExit("github.com/hashicorp/memberlist.", 10*time.Second)
 }
 
 // gossipCluster is a set of members of one implementation.
@@ -405,6 +390,36 @@ func (c *gossipCluster) waitFor(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
+// waitAll waits until seen reports a time for every member of ms and
+// returns the latest; if ctx ends first, it returns the names of those
+// that had not, with ctx's error.
+func (c *gossipCluster) waitAll(ctx context.Context, ms []gossipMember, seen func(gossipMember) (time.Time, bool)) (time.Time, []string, error) {
+	var last time.Time
+	err := c.waitFor(ctx, func() bool {
+		last = time.Time{}
+		for _, m := range ms {
+			t, ok := seen(m)
+			if !ok {
+				return false
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+		return true
+	})
+	if err == nil {
+		return last, nil, nil
+	}
+	var missing []string
+	for _, m := range ms {
+		if _, ok := seen(m); !ok {
+			missing = append(missing, m.name())
+		}
+	}
+	return last, missing, err
+}
+
 // detectTrial starts a fresh cluster, crashes one member and returns the
 // time from just before the crash until the last of the others reported
 // it failed.
@@ -429,29 +444,13 @@ func detectTrial(im gossipImpl, trial int) (time.Duration, error) {
 	}()
 	defer func() { <-crashed }()
 
-	var last time.Time
-	err = c.waitFor(ctx, func() bool {
-		last = time.Time{}
-		for _, m := range c.members {
-			t, failed, ok := m.rec().left(victim.name())
-			if !ok || !failed {
-				return false
-			}
-			if t.After(last) {
-				last = t
-			}
-		}
-		return true
+	last, missing, err := c.waitAll(ctx, c.members, func(m gossipMember) (time.Time, bool) {
+		t, failed, ok := m.rec().left(victim.name())
+		return t, ok && failed
 	})
 	if err != nil {
-		missing := 0
-		for _, m := range c.members {
-			if _, failed, ok := m.rec().left(victim.name()); !ok || !failed {
-				missing++
-			}
-		}
 		return 0, fmt.Errorf("%s: %d of %d survivors had not reported %s failed after %v: %w",
-			im.name, missing, len(c.members), victim.name(), time.Since(start).Round(time.Millisecond), err)
+			im.name, len(missing), len(c.members), victim.name(), time.Since(start).Round(time.Millisecond), err)
 	}
 	return last.Sub(start), nil
 }
@@ -524,29 +523,10 @@ func convergeTrial(c *gossipCluster, name, seed string) (join time.Duration, lv 
 	if err := m.join(ctx, seed); err != nil {
 		return 0, lv, fmt.Errorf("%s: join %s: %w", c.im.name, name, err)
 	}
-	var last time.Time
-	err = c.waitFor(ctx, func() bool {
-		last = time.Time{}
-		for _, o := range old {
-			t, ok := o.rec().joined(name)
-			if !ok {
-				return false
-			}
-			if t.After(last) {
-				last = t
-			}
-		}
-		return true
-	})
+	last, missing, err := c.waitAll(ctx, old, func(o gossipMember) (time.Time, bool) { return o.rec().joined(name) })
 	if err != nil {
-		missing := 0
-		for _, o := range old {
-			if _, ok := o.rec().joined(name); !ok {
-				missing++
-			}
-		}
 		return 0, lv, fmt.Errorf("%s: %d of %d members had not seen %s join after %v: %w",
-			c.im.name, missing, len(old), name, time.Since(start).Round(time.Millisecond), err)
+			c.im.name, len(missing), len(old), name, time.Since(start).Round(time.Millisecond), err)
 	}
 	d := last.Sub(start)
 
@@ -561,21 +541,11 @@ func convergeTrial(c *gossipCluster, name, seed string) (join time.Duration, lv 
 		return 0, lv, fmt.Errorf("%s: leave %s: %w", c.im.name, name, err)
 	}
 	left := time.Now()
-	err = c.waitFor(ctx, func() bool {
-		for _, o := range old {
-			if _, _, ok := o.rec().left(name); !ok {
-				return false
-			}
-		}
-		return true
+	_, missing, err = c.waitAll(ctx, old, func(o gossipMember) (time.Time, bool) {
+		t, _, ok := o.rec().left(name)
+		return t, ok
 	})
 	if err != nil {
-		var missing []string
-		for _, o := range old {
-			if _, _, ok := o.rec().left(name); !ok {
-				missing = append(missing, o.name())
-			}
-		}
 		return 0, lv, fmt.Errorf("%s: %s left in %v, but %v later %s had not seen it go: %w",
 			c.im.name, name, left.Sub(leaving).Round(time.Millisecond),
 			time.Since(left).Round(time.Millisecond), strings.Join(missing, " "), err)
@@ -635,33 +605,6 @@ func BenchmarkConverge(b *testing.B) {
 	}
 }
 
-// loadGC starts n goroutines that allocate 1 MiB slices, write to every
-// page of each and keep the last eight alive, until the returned function
-// is called; it returns after they have stopped.
-func loadGC(n int) (stop func()) {
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			var live [8][]byte
-			var sum byte
-			for i := 0; !done.Load(); i++ {
-				s := make([]byte, 1<<20)
-				for j := 0; j < len(s); j += 4096 {
-					s[j] = byte(i + j)
-				}
-				live[i%len(live)] = s
-				sum += s[len(s)/2]
-			}
-			sinkU64.Add(uint64(sum))
-		})
-	}
-	return func() {
-		done.Store(true)
-		wg.Wait()
-	}
-}
-
 // fpResult is what one false-positive run found.
 type fpResult struct {
 	alarms int // failures reported, over all members
@@ -702,29 +645,12 @@ func falsePositives(im gossipImpl, load time.Duration) (fpResult, error) {
 	}
 	gone0, st0 := count()
 
-	var late []time.Duration
-	stopLate := make(chan struct{})
-	lateDone := make(chan struct{})
-	go func() {
-		defer close(lateDone)
-		for {
-			select {
-			case <-stopLate:
-				return
-			default:
-			}
-			t := time.Now()
-			time.Sleep(time.Millisecond)
-			late = append(late, time.Since(t)-time.Millisecond)
-		}
-	}()
-	stopSpin := loadCPUs(4 * runtime.GOMAXPROCS(0))
-	stopGC := loadGC(4)
+	stopLate := loadtest.Lateness()
+	stopSpin, stopGC := loadtest.Spin(4*runtime.GOMAXPROCS(0)), loadtest.Allocate(4)
 	err = sleepCtx(ctx, load)
 	stopGC()
 	stopSpin()
-	close(stopLate)
-	<-lateDone
+	late := stopLate()
 	if err != nil {
 		return r, err
 	}
@@ -742,12 +668,8 @@ func falsePositives(im gossipImpl, load time.Duration) (fpResult, error) {
 			r.whole++
 		}
 	}
-	slices.Sort(late)
 	r.lateRuns = len(late)
-	if len(late) > 0 {
-		r.lateMax = late[len(late)-1]
-		r.lateP99 = late[len(late)*99/100]
-	}
+	r.lateMax, r.lateP99 = loadtest.Percentile(late, 1), loadtest.Percentile(late, 0.99)
 	return r, nil
 }
 

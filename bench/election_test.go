@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/distkit/distkit/election"
+	"github.com/distkit/distkit/internal/loadtest"
 )
 
 // The election benchmarks. Every cluster is three election.Nodes in this
@@ -204,7 +205,7 @@ func spuriousCheck(opts []election.Option, idle time.Duration) (elections, lostV
 		})
 	}
 
-	stopLoad := loadCPUs(runtime.GOMAXPROCS(0))
+	stopLoad := loadtest.Spin(runtime.GOMAXPROCS(0))
 	err = sleepCtx(ctx, idle)
 	stopLoad()
 	elections = int(maxTerm() - term0)
@@ -212,30 +213,6 @@ func spuriousCheck(opts []election.Option, idle time.Duration) (elections, lostV
 	watchers.Wait()
 	return elections, int(lost.Load()), err
 }
-
-// loadCPUs starts n goroutines that spin until the returned function is
-// called; it returns after they have stopped.
-func loadCPUs(n int) (stop func()) {
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			x := uint64(1)
-			for !done.Load() {
-				for range 1000 {
-					x = x*6364136223846793005 + 1442695040888963407
-				}
-			}
-			sinkU64.Add(x)
-		})
-	}
-	return func() {
-		done.Store(true)
-		wg.Wait()
-	}
-}
-
-var sinkU64 atomic.Uint64
 
 // median is the middle value, or the mean of the two middle values.
 func median(d []time.Duration) time.Duration {

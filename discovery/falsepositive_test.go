@@ -5,14 +5,13 @@ import (
 	"io"
 	"log"
 	"runtime"
-	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/distkit/distkit/internal/loadtest"
 )
 
 // TestNoFalseFailuresUnderLoad loads the CPU of a process that runs an idle
@@ -29,7 +28,7 @@ func TestNoFalseFailuresUnderLoad(t *testing.T) {
 	// Registered first, so it runs last: memberlist's Shutdown does not
 	// wait for a probe in flight, and a LAN probe can outlast goleak's
 	// patience when the load has raised its awareness score.
-	t.Cleanup(awaitMemberlistExit)
+	t.Cleanup(func() { loadtest.AwaitExit("github.com/hashicorp/memberlist.", 10*time.Second) })
 
 	c := newCluster(t, size, nil)
 	recs := make([]*recorder, 0, size)
@@ -56,11 +55,12 @@ func TestNoFalseFailuresUnderLoad(t *testing.T) {
 	fails0, vetoed0 := stats()
 	events0, lan0 := events(), lan.fails.Load()
 
-	late := measureLateness()
-	stop := loadCPU(4*runtime.GOMAXPROCS(0), 2)
+	late := loadtest.Lateness()
+	stopSpin, stopAlloc := loadtest.Spin(4*runtime.GOMAXPROCS(0)), loadtest.Allocate(2)
 	time.Sleep(load)
-	stop()
-	p99 := late()
+	stopAlloc()
+	stopSpin()
+	p99 := loadtest.Percentile(late(), 0.99).Round(time.Microsecond)
 	time.Sleep(2 * time.Second) // count alarms raised during the load but reported after it
 
 	fails1, vetoed1 := stats()
@@ -125,88 +125,4 @@ func startLANCluster(t testing.TB, size int) *lanCluster {
 		return true
 	})
 	return l
-}
-
-// loadCPU starts spinners goroutines that spin and allocators goroutines
-// that allocate 1 MiB slices (so the collector runs all the time) until the
-// returned function is called; it returns once they have stopped.
-func loadCPU(spinners, allocators int) (stop func()) {
-	var done atomic.Bool
-	var wg sync.WaitGroup
-	var sink atomic.Uint64
-	for range spinners {
-		wg.Go(func() {
-			x := uint64(1)
-			for !done.Load() {
-				for range 1000 {
-					x = x*6364136223846793005 + 1442695040888963407
-				}
-			}
-			sink.Add(x)
-		})
-	}
-	for range allocators {
-		wg.Go(func() {
-			var keep [4][]byte
-			for i := 0; !done.Load(); i++ {
-				s := make([]byte, 1<<20)
-				for j := 0; j < len(s); j += 4096 {
-					s[j] = byte(i)
-				}
-				keep[i%len(keep)] = s
-			}
-		})
-	}
-	return func() {
-		done.Store(true)
-		wg.Wait()
-	}
-}
-
-// measureLateness sleeps 1 ms at a time in the background, to show how
-// hard a load is; the returned function stops it and says how late the
-// sleeps woke at the 99th percentile.
-func measureLateness() (stop func() time.Duration) {
-	var late []time.Duration
-	quit := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-quit:
-				return
-			default:
-			}
-			t := time.Now()
-			time.Sleep(time.Millisecond)
-			late = append(late, time.Since(t)-time.Millisecond)
-		}
-	}()
-	return func() time.Duration {
-		close(quit)
-		<-done
-		if len(late) == 0 {
-			return 0
-		}
-		slices.Sort(late)
-		return late[len(late)*99/100].Round(time.Microsecond)
-	}
-}
-
-// awaitMemberlistExit waits up to 10 s for goroutines running memberlist
-// code to end.
-func awaitMemberlistExit() {
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		n := runtime.Stack(buf, true)
-		if n == len(buf) {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		if !strings.Contains(string(buf[:n]), "github.com/hashicorp/memberlist.") {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -270,51 +270,47 @@ type decoder struct {
 	err error
 }
 
-func (d *decoder) need(n int) bool {
+// take returns the next n bytes, or nil (and records the error) if there
+// are fewer.
+func (d *decoder) take(n int) []byte {
 	if d.err != nil {
-		return false
+		return nil
 	}
 	if len(d.b) < n {
 		d.err = fmt.Errorf("truncated: need %d bytes, have %d", n, len(d.b))
-		return false
+		return nil
 	}
-	return true
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
 }
 
 func (d *decoder) byte() byte {
-	if !d.need(1) {
-		return 0
+	if b := d.take(1); b != nil {
+		return b[0]
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
+	return 0
 }
 
 func (d *decoder) uint16() uint16 {
-	if !d.need(2) {
-		return 0
+	if b := d.take(2); b != nil {
+		return binary.BigEndian.Uint16(b)
 	}
-	v := binary.BigEndian.Uint16(d.b)
-	d.b = d.b[2:]
-	return v
+	return 0
 }
 
 func (d *decoder) uint32() uint32 {
-	if !d.need(4) {
-		return 0
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
 	}
-	v := binary.BigEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return v
+	return 0
 }
 
 func (d *decoder) uint64() uint64 {
-	if !d.need(8) {
-		return 0
+	if b := d.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
 	}
-	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
+	return 0
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -335,10 +331,5 @@ func (d *decoder) string() string {
 	if d.err == nil && n > uint64(len(d.b)) {
 		d.err = fmt.Errorf("truncated: string of %d bytes, have %d", n, len(d.b))
 	}
-	if d.err != nil {
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	return string(d.take(int(n))) // n fits: it is at most len(d.b)
 }

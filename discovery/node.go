@@ -442,6 +442,12 @@ func (n *Node) Close() error {
 func (n *Node) usable() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.usableLocked()
+}
+
+// usableLocked says why the node may no longer change what it announces,
+// if it may not. Called with n.mu held.
+func (n *Node) usableLocked() error {
 	if n.closed {
 		return ErrClosed
 	}
@@ -456,13 +462,9 @@ func (n *Node) usable() error {
 // error.
 func (n *Node) change(f func(m *meta) error) error {
 	n.mu.Lock()
-	if n.closed {
+	if err := n.usableLocked(); err != nil {
 		n.mu.Unlock()
-		return ErrClosed
-	}
-	if n.left {
-		n.mu.Unlock()
-		return ErrLeft
+		return err
 	}
 	next := n.local.clone()
 	if err := f(&next); err != nil {

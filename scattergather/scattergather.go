@@ -238,9 +238,6 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 	for i := range st.res.Leaves {
 		st.res.Leaves[i] = LeafReport{Name: g.targets[i].Name, Outcome: Skipped}
 	}
-	if h := g.o.hedge; h != nil && h.Budget != nil {
-		h.Budget.Deposit(n)
-	}
 	if ctx.Err() == nil {
 		limit := n
 		if g.o.limit > 0 {
@@ -250,6 +247,7 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 		// take mu, and start others only under it, beyond limit.
 		st.next = limit
 		st.wg.Add(limit)
+		g.deposit(limit)
 		if n == 1 {
 			// One leaf (a hedged request, say) runs in the caller's
 			// goroutine: no hand-off, no wait to be scheduled.
@@ -391,6 +389,7 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 		st.next++
 		res.Leaves[j].Outcome = inFlight
 		st.wg.Add(1)
+		st.g.deposit(1)
 		go st.run(j, time.Now())
 	}
 }
@@ -408,6 +407,14 @@ func (st *gather[Req, Resp, Out]) pastDeadline() bool {
 func (st *gather[Req, Resp, Out]) decide(success bool) {
 	st.over, st.success = true, success
 	close(st.decided)
+}
+
+// deposit records n leaf requests started with the hedge budget, which
+// allows extra requests in proportion to them.
+func (g *Gatherer[Req, Resp, Out]) deposit(n int) {
+	if h := g.o.hedge; h != nil && h.Budget != nil {
+		h.Budget.Deposit(n)
+	}
 }
 
 // Do gathers req and returns the merged value, so that a Gatherer is

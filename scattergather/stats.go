@@ -6,7 +6,7 @@ import "time"
 type counters struct {
 	calls, failures, early                       uint64
 	leaves, ok, failed, timedOut, canceled, skip uint64
-	hedges, hedgesWon, refused                   uint64
+	hedges, hedgesWon                            uint64
 }
 
 // Stats is a snapshot of a Gatherer's counters and recent latencies.
@@ -15,8 +15,8 @@ type Stats struct {
 	// those that ended before every leaf had answered because their
 	// outcome was decided (see Result.Early).
 	Calls, Failures, Early uint64
-	// Leaves counts leaf requests (replicas not included) and the rest
-	// their outcomes.
+	// Leaves counts the leaves of all gathers, started or not, and the
+	// rest their outcomes.
 	Leaves, OK, Failed, TimedOut, Canceled, Skipped uint64
 	// Hedges counts requests sent to replicas, HedgesWon those that
 	// answered first, and BudgetRefusals hedges and failovers the budget
@@ -40,7 +40,7 @@ func (g *Gatherer[Req, Resp, Out]) Stats() Stats {
 		Calls: c.calls, Failures: c.failures, Early: c.early,
 		Leaves: c.leaves, OK: c.ok, Failed: c.failed,
 		TimedOut: c.timedOut, Canceled: c.canceled, Skipped: c.skip,
-		Hedges: c.hedges, HedgesWon: c.hedgesWon, BudgetRefusals: c.refused + g.refused.Load(),
+		Hedges: c.hedges, HedgesWon: c.hedgesWon, BudgetRefusals: g.refused.Load(),
 	}
 	if h := g.o.hedge; h != nil {
 		s.HedgeDelay = h.After
