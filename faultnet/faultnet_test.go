@@ -693,14 +693,17 @@ func TestListenerCloseResetsPending(t *testing.T) {
 	}
 }
 
-func TestDeadlines(t *testing.T) {
-	isTimeout := func(t *testing.T, err error) {
-		t.Helper()
-		var ne net.Error
-		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("err = %v, want a deadline timeout", err)
-		}
+// isTimeout fails the test unless err is a deadline timeout, as net.Conn
+// and net.PacketConn report them.
+func isTimeout(t *testing.T, err error) {
+	t.Helper()
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a deadline timeout", err)
 	}
+}
+
+func TestDeadlines(t *testing.T) {
 	t.Run("past", func(t *testing.T) {
 		c, s := connect(t, New(1), "client", "server")
 		write(t, c, "ready")
