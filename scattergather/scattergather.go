@@ -201,7 +201,10 @@ type gather[Req, Resp, Out any] struct {
 	delay time.Duration
 	m     Merger[Resp, Out]
 	wg    sync.WaitGroup
-	// decided is closed when the outcome is decided. The caller's
+	// decided is closed when the outcome is decided, by the goroutine
+	// that decided it once it is done with the gather (mu released, and
+	// for a plain leaf wg.Done called), so that the caller, woken, finds
+	// neither the lock held nor a leaf still to wait for. The caller's
 	// goroutine then cancels ctx: cancelling takes a deep stack, which
 	// would grow a leaf's small one.
 	decided chan struct{}
@@ -267,6 +270,7 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 
 	st.mu.Lock()
 	var cause error
+	byLeaf := st.over // the decider closes decided as its last act
 	if !st.over {
 		// The caller's context ended the gather. Only a deadline can leave
 		// enough for success: a cancelled caller wants nothing more.
@@ -282,6 +286,9 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 	// call.
 	cancel()
 	st.wg.Wait()
+	if byLeaf {
+		<-st.decided
+	}
 	cut := Skipped
 	switch {
 	case errors.Is(cause, context.DeadlineExceeded):
@@ -323,10 +330,14 @@ func (g *Gatherer[Req, Resp, Out]) Gather(ctx context.Context, req Req) (Result[
 
 // run asks leaf i and hands in its answer.
 func (st *gather[Req, Resp, Out]) run(i int, start time.Time) {
-	defer st.wg.Done()
 	g := st.g
 	if g.o.hedge != nil && len(g.targets[i].Replicas) > 0 {
-		g.hedged(st.ctx, i, st.req, st.delay, start, func(a answer[Resp]) { st.hand(i, a) })
+		defer st.wg.Done()
+		g.hedged(st.ctx, i, st.req, st.delay, start, func(a answer[Resp]) {
+			if st.hand(i, a) {
+				close(st.decided)
+			}
+		})
 		return
 	}
 	var a answer[Resp]
@@ -338,13 +349,17 @@ func (st *gather[Req, Resp, Out]) run(i int, start time.Time) {
 		a.resp, a.err = call(st.ctx, g.targets[i].Leaf, st.req)
 	}
 	a.lat = time.Since(start)
-	st.hand(i, a)
+	decided := st.hand(i, a)
+	st.wg.Done()
+	if decided {
+		close(st.decided)
+	}
 }
 
 // hand accounts for leaf i's answer, merges it if the gather is still
 // open, decides if it can, and starts the next leaf if one waits for a
-// slot.
-func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
+// slot. It reports whether it decided: the caller then closes decided.
+func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) (decided bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	res := &st.res
@@ -359,7 +374,7 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 	// leaves enforce the deadline themselves, a moment before the
 	// context's timer fires), Gather sets the outcome.
 	if st.over || (a.err != nil && st.pastDeadline()) {
-		return
+		return false
 	}
 	n := len(res.Leaves)
 	if a.err == nil {
@@ -370,7 +385,7 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 		}
 		if st.m.Add(i, a.resp) {
 			st.decide(true)
-			return
+			return true
 		}
 	} else {
 		rep.Outcome, rep.Err = Failed, a.err
@@ -382,7 +397,7 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 	}
 	if stop, success := st.g.o.policy.verdict(st.ok, st.failed, n); stop {
 		st.decide(success)
-		return
+		return true
 	}
 	if st.next < n && st.ctx.Err() == nil {
 		j := st.next
@@ -392,6 +407,7 @@ func (st *gather[Req, Resp, Out]) hand(i int, a answer[Resp]) {
 		st.g.deposit(1)
 		go st.run(j, time.Now())
 	}
+	return false
 }
 
 // pastDeadline reports whether the gather's context has ended or its
@@ -406,7 +422,6 @@ func (st *gather[Req, Resp, Out]) pastDeadline() bool {
 
 func (st *gather[Req, Resp, Out]) decide(success bool) {
 	st.over, st.success = true, success
-	close(st.decided)
 }
 
 // deposit records n leaf requests started with the hedge budget, which
