@@ -93,7 +93,8 @@ func BenchmarkFanout(b *testing.B) {
 
 // Hedging benchmark: a simulated leaf server with a heavy tail.
 const (
-	hedgeRequests = 8000
+	hedgeRequests = 8000 // per implementation, over all rounds
+	hedgeRounds   = 4
 	hedgeWorkers  = 8
 	hedgeSlowPct  = 3 // percent of replies that take 50–100 ms
 )
@@ -128,9 +129,10 @@ func (s *tailServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// startTail serves a fresh tailServer on 127.0.0.1 with seed 1.
-func startTail(b *testing.B) (*tailServer, string, func()) {
-	s := &tailServer{rng: rand.New(rand.NewPCG(1, 1))}
+// startTail serves a fresh tailServer on 127.0.0.1 whose latencies come
+// from seed.
+func startTail(b *testing.B, seed uint64) (*tailServer, string, func()) {
+	s := &tailServer{rng: rand.New(rand.NewPCG(seed, seed))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -160,10 +162,10 @@ func get(ctx context.Context, c *http.Client, url string) error {
 	return err
 }
 
-// runRequests makes hedgeRequests calls of do from hedgeWorkers
-// goroutines and returns their latencies, sorted.
-func runRequests(b *testing.B, do func(ctx context.Context) error) []time.Duration {
-	lat := make([]time.Duration, hedgeRequests)
+// runRequests makes n calls of do from hedgeWorkers goroutines and
+// returns their latencies.
+func runRequests(b *testing.B, n int, do func(ctx context.Context) error) []time.Duration {
+	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, hedgeWorkers)
@@ -171,7 +173,7 @@ func runRequests(b *testing.B, do func(ctx context.Context) error) []time.Durati
 		wg.Go(func() {
 			for {
 				i := next.Add(1) - 1
-				if i >= hedgeRequests {
+				if i >= int64(n) {
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -191,7 +193,6 @@ func runRequests(b *testing.B, do func(ctx context.Context) error) []time.Durati
 	if err := <-errs; err != nil {
 		b.Fatal(err)
 	}
-	slices.Sort(lat)
 	return lat
 }
 
@@ -199,81 +200,179 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 	return sorted[int(p*float64(len(sorted)-1))]
 }
 
-// BenchmarkHedge sends hedgeRequests requests (8 at a time) to a
-// simulated leaf on loopback whose replies take 4–6 ms, or 50–100 ms for
-// 3% of them, each drawn from a seeded generator, and reports the
-// latency percentiles and the extra requests hedging cost. none sends each
-// request once; distkit gathers over one target whose replica is the
-// same server, hedging at the observed 95th percentile (20 ms until 100
-// latencies are in) within a 5% budget; hedgedhttp hedges once
-// (Upto 2) after a fixed delay: the 95th percentile that impl=none
-// measured in the same run, so both hedge at the same point.
-func BenchmarkHedge(b *testing.B) {
-	var noneP95 time.Duration
-	impls := []struct {
-		name string
-		run  func(b *testing.B, url string) []time.Duration
-	}{
-		{"none", func(b *testing.B, url string) []time.Duration {
+// hedgeClient is one implementation's way of sending a request to url,
+// kept across rounds as a long-running client would be.
+type hedgeClient struct {
+	do    func(ctx context.Context, url string) error
+	note  func() string // what it did, for the log
+	close func()
+}
+
+// hedgeImpls are the implementations BenchmarkHedge compares, in the
+// order each round runs them. noneP95 is the 95th percentile of
+// impl=none's warm-up: the fixed delay of distkit and hedgedhttp.
+func hedgeImpls(noneP95 func() time.Duration) []struct {
+	name string
+	new  func(b *testing.B) hedgeClient
+} {
+	plain := func(b *testing.B) hedgeClient {
+		c := hedgeHTTPClient()
+		return hedgeClient{
+			do:    func(ctx context.Context, url string) error { return get(ctx, c, url) },
+			note:  func() string { return "" },
+			close: c.CloseIdleConnections,
+		}
+	}
+	// distkit gathers over one target whose replica is the same server.
+	distkit := func(h scattergather.Hedge) func(b *testing.B) hedgeClient {
+		return func(b *testing.B) hedgeClient {
+			h := h // each set gets its own budget and delay
 			c := hedgeHTTPClient()
-			defer c.CloseIdleConnections()
-			lat := runRequests(b, func(ctx context.Context) error { return get(ctx, c, url) })
-			noneP95 = pct(lat, 0.95)
-			return lat
-		}},
-		{"distkit", func(b *testing.B, url string) []time.Duration {
-			c := hedgeHTTPClient()
-			defer c.CloseIdleConnections()
-			leaf := scattergather.LeafFunc[struct{}, struct{}](func(ctx context.Context, _ struct{}) (struct{}, error) {
+			leaf := scattergather.LeafFunc[string, struct{}](func(ctx context.Context, url string) (struct{}, error) {
 				return struct{}{}, get(ctx, c, url)
 			})
 			budget, err := scattergather.NewBudget(0.05, 10)
 			if err != nil {
 				b.Fatal(err)
 			}
-			g, err := scattergather.New([]scattergather.Target[struct{}, struct{}]{{Leaf: leaf, Replicas: []scattergather.Leaf[struct{}, struct{}]{leaf}}},
+			h.Budget = budget
+			if h.Percentile == 0 {
+				h.After = noneP95()
+			}
+			g, err := scattergather.New([]scattergather.Target[string, struct{}]{{Leaf: leaf, Replicas: []scattergather.Leaf[string, struct{}]{leaf}}},
 				scattergather.Fold(func() struct{} { return struct{}{} }, func(a, _ struct{}) (struct{}, bool) { return a, false }),
-				scattergather.WithHedge(scattergather.Hedge{After: 10 * time.Millisecond, Percentile: 0.95, Budget: budget}))
+				scattergather.WithHedge(h))
 			if err != nil {
 				b.Fatal(err)
 			}
-			lat := runRequests(b, func(ctx context.Context) error { _, err := g.Do(ctx, struct{}{}); return err })
-			s := g.Stats()
-			b.Logf("distkit: %d hedges, %d won, %d refused by the budget; hedge delay %v at the end", s.Hedges, s.HedgesWon, s.BudgetRefusals, s.HedgeDelay)
-			return lat
-		}},
-		{"hedgedhttp", func(b *testing.B, url string) []time.Duration {
-			if noneP95 == 0 {
-				b.Skip("needs impl=none's 95th percentile from the same run")
+			return hedgeClient{
+				do: func(ctx context.Context, url string) error { _, err := g.Do(ctx, url); return err },
+				note: func() string {
+					s := g.Stats()
+					return fmt.Sprintf("; %d hedges, %d won, %d refused by the budget; hedge delay %v at the end",
+						s.Hedges, s.HedgesWon, s.BudgetRefusals, s.HedgeDelay.Round(time.Microsecond))
+				},
+				close: c.CloseIdleConnections,
 			}
+		}
+	}
+	return []struct {
+		name string
+		new  func(b *testing.B) hedgeClient
+	}{
+		{"none", plain},
+		{"distkit", distkit(scattergather.Hedge{})},
+		{"distkit-p95", distkit(scattergather.Hedge{After: 10 * time.Millisecond, Percentile: 0.95})},
+		{"hedgedhttp", func(b *testing.B) hedgeClient {
 			base := hedgeHTTPClient()
-			defer base.CloseIdleConnections()
-			c, err := hedgedhttp.NewClient(noneP95, 2, base)
+			delay := noneP95()
+			c, err := hedgedhttp.NewClient(delay, 2, base)
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Logf("hedgedhttp: delay %v", noneP95)
-			return runRequests(b, func(ctx context.Context) error { return get(ctx, c, url) })
+			return hedgeClient{
+				do:    func(ctx context.Context, url string) error { return get(ctx, c, url) },
+				note:  func() string { return fmt.Sprintf("; delay %v", delay.Round(time.Microsecond)) },
+				close: base.CloseIdleConnections,
+			}
 		}},
 	}
-	for _, im := range impls {
+}
+
+// hedgeResult is one implementation's figures from one set of rounds.
+type hedgeResult struct {
+	lat   []time.Duration // sorted
+	extra float64         // percent
+	note  string
+}
+
+// hedgeSets holds, per implementation, results of sets of rounds not yet
+// reported: each set runs every implementation, so one sub-benchmark
+// iteration starts a set whose other results the others report.
+var hedgeSets = map[string][]hedgeResult{}
+
+// runHedgeSet runs a warm-up round and hedgeRounds measured ones. Each
+// sends hedgeRequests/hedgeRounds requests with every implementation in
+// turn, each against a fresh server seeded with the round's number: so
+// every implementation meets the same latencies, and drift in the
+// machine's speed over the run falls on all of them alike. The clients
+// live through all rounds, as in a service that has been up a while.
+func runHedgeSet(b *testing.B) {
+	var none []time.Duration
+	noneP95 := func() time.Duration {
+		s := slices.Sorted(slices.Values(none))
+		return pct(s, 0.95)
+	}
+	impls := hedgeImpls(noneP95)
+	clients := make([]*hedgeClient, len(impls))
+	lats := make([][]time.Duration, len(impls))
+	sent := make([]int64, len(impls))
+	per := hedgeRequests / hedgeRounds
+	// Round 0 warms up: it opens the connections and fills distkit's
+	// latency window, and its figures are dropped.
+	for round := range hedgeRounds + 1 {
+		for i, im := range impls {
+			if clients[i] == nil {
+				c := im.new(b) // after none's warm-up, for the delays
+				clients[i] = &c
+			}
+			srv, url, stop := startTail(b, uint64(round+1))
+			lat := runRequests(b, per, func(ctx context.Context) error { return clients[i].do(ctx, url) })
+			stop()
+			if round == 0 {
+				if im.name == "none" {
+					none = lat
+				}
+				continue
+			}
+			lats[i] = append(lats[i], lat...)
+			sent[i] += srv.count.Load()
+		}
+	}
+	for i, im := range impls {
+		clients[i].close()
+		slices.Sort(lats[i])
+		total := int64(per * hedgeRounds)
+		hedgeSets[im.name] = append(hedgeSets[im.name], hedgeResult{
+			lat:   lats[i],
+			extra: float64(sent[i]-total) / float64(total) * 100,
+			note:  clients[i].note(),
+		})
+	}
+}
+
+// BenchmarkHedge sends hedgeRequests requests (8 at a time) per
+// implementation to a simulated leaf on loopback whose replies take
+// 4–6 ms, or 50–100 ms for 3% of them, drawn from a seeded generator,
+// and reports the latency percentiles and the extra requests hedging
+// cost. The implementations take turns over hedgeRounds rounds after a
+// warm-up round (see runHedgeSet). none sends each request once.
+// distkit gathers over one target whose replica is the same server and
+// hedges once within a 5% budget; hedgedhttp hedges once (Upto 2). Both
+// hedge after the same fixed delay, the 95th percentile of impl=none's
+// warm-up, so that the mechanisms are compared at one setting.
+// distkit-p95 instead learns its delay: the observed 95th percentile of
+// its own latencies (10 ms until 20 are in).
+func BenchmarkHedge(b *testing.B) {
+	for _, im := range hedgeImpls(nil) {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			// hedgedhttp's worker pool keeps idle goroutines for 10 s.
 			defer goleak.VerifyNone(b, goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/cristalhq/hedgedhttp.runInPool.func1"))
-			var p50, p99 time.Duration
-			var extra float64
+			var r hedgeResult
 			for b.Loop() {
-				srv, url, stop := startTail(b)
-				lat := im.run(b, url)
-				stop()
-				p50, p99 = pct(lat, 0.5), pct(lat, 0.99)
-				extra = float64(srv.count.Load()-hedgeRequests) / hedgeRequests * 100
-				b.Logf("%s: p50 %v p95 %v p97 %v p98 %v p99 %v p99.5 %v p99.9 %v max %v, %.2f%% extra requests", im.name, p50, pct(lat, 0.95), pct(lat, 0.97), pct(lat, 0.98), p99, pct(lat, 0.995), pct(lat, 0.999), lat[len(lat)-1], extra)
+				if len(hedgeSets[im.name]) == 0 {
+					runHedgeSet(b)
+				}
+				r, hedgeSets[im.name] = hedgeSets[im.name][0], hedgeSets[im.name][1:]
+				lat := r.lat
+				b.Logf("%s: p50 %v p95 %v p97 %v p98 %v p99 %v p99.5 %v p99.9 %v max %v, %.2f%% extra requests%s",
+					im.name, pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.97), pct(lat, 0.98), pct(lat, 0.99),
+					pct(lat, 0.995), pct(lat, 0.999), lat[len(lat)-1], r.extra, r.note)
 			}
 			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(float64(p50)/float64(time.Millisecond), "p50-ms")
-			b.ReportMetric(float64(p99)/float64(time.Millisecond), "p99-ms")
-			b.ReportMetric(extra, "extra-requests-%")
+			b.ReportMetric(ms(pct(r.lat, 0.5)), "p50-ms")
+			b.ReportMetric(ms(pct(r.lat, 0.99)), "p99-ms")
+			b.ReportMetric(r.extra, "extra-requests-%")
 		})
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 // latencies keeps a histogram of recent durations, for percentiles: hedge
 // delays and Stats. Writers hold Gatherer.mu (or call add); quantiles
-// takes that lock itself. Buckets are log-linear, 16 per power of two, so a
-// percentile is within about 6% of the true one. It holds the current
+// takes that lock itself. Buckets are log-linear, 32 per power of two, so a
+// percentile is within about 3% of the true one. It holds the current
 // window and the one before it, and switches windows every windowSize
 // samples, so percentiles follow changes within two windows.
 type latencies struct {
@@ -19,7 +19,7 @@ type latencies struct {
 
 const (
 	windowSize = 1024
-	subBits    = 4
+	subBits    = 5
 	numBuckets = (64 - subBits + 1) << subBits
 )
 
@@ -33,7 +33,7 @@ func newLatencies(mu *sync.Mutex) *latencies {
 }
 
 // bucket maps a duration in nanoseconds to its bucket: values below
-// 2^subBits have a bucket each; above, a bucket spans 1/16 of its power of
+// 2^subBits have a bucket each; above, a bucket spans 1/32 of its power of
 // two.
 func bucket(ns uint64) int {
 	if ns < 1<<subBits {
@@ -89,8 +89,8 @@ func (l *latencies) quantiles(qs ...float64) ([]time.Duration, int) {
 			c := int(l.cur.counts[i]) + int(l.old.counts[i])
 			if c > 0 && float64(seen+c) >= rank {
 				// Spread the bucket's samples evenly over its span: a
-				// bucket is 1/16 of a power of two wide, too coarse for a
-				// hedge delay (about 260 µs at 7 ms).
+				// bucket is 1/32 of a power of two wide, too coarse for a
+				// hedge delay (about 130 µs at 7 ms).
 				lo, hi := bounds(i)
 				frac := (rank - float64(seen) - 0.5) / float64(c)
 				out[qi] = time.Duration(float64(lo) + float64(hi-lo)*min(max(frac, 0), 1))
