@@ -460,8 +460,8 @@ func detectTrial(im gossipImpl, trial int) (time.Duration, error) {
 // of time is a finding about the implementation, not a broken benchmark:
 // memberlist can miss a broadcast and repair it only at its next
 // push/pull, up to 30 s later. Such a trial is counted as stalled and
-// logged; after maxStalled of them an iteration runs no more trials, so
-// that the run stays bounded.
+// logged; from the maxStalled-th on, a stall also ends its iteration's
+// trials, so that the run stays bounded.
 type trials struct {
 	begin   time.Time
 	times   []time.Duration
@@ -480,7 +480,7 @@ func (t *trials) add(b *testing.B, trial int, d time.Duration, err error) (more 
 	case errors.Is(err, context.DeadlineExceeded):
 		t.stalled++
 		b.Logf("trial %d stalled: %v", trial, err)
-		return t.stalled%maxStalled != 0, nil
+		return t.stalled < maxStalled, nil
 	default:
 		return false, fmt.Errorf("trial %d: %w", trial, err)
 	}

@@ -209,13 +209,13 @@ type hedgeClient struct {
 }
 
 // hedgeImpls are the implementations BenchmarkHedge compares, in the
-// order each round runs them. noneP95 is the 95th percentile of
-// impl=none's warm-up: the fixed delay of distkit and hedgedhttp.
-func hedgeImpls(noneP95 func() time.Duration) []struct {
+// order each round runs them. A client is made with the fixed delay of
+// distkit and hedgedhttp: the 95th percentile of impl=none's warm-up.
+func hedgeImpls() []struct {
 	name string
-	new  func(b *testing.B) hedgeClient
+	new  func(b *testing.B, delay time.Duration) hedgeClient
 } {
-	plain := func(b *testing.B) hedgeClient {
+	plain := func(b *testing.B, _ time.Duration) hedgeClient {
 		c := hedgeHTTPClient()
 		return hedgeClient{
 			do:    func(ctx context.Context, url string) error { return get(ctx, c, url) },
@@ -224,8 +224,8 @@ func hedgeImpls(noneP95 func() time.Duration) []struct {
 		}
 	}
 	// distkit gathers over one target whose replica is the same server.
-	distkit := func(h scattergather.Hedge) func(b *testing.B) hedgeClient {
-		return func(b *testing.B) hedgeClient {
+	distkit := func(h scattergather.Hedge) func(b *testing.B, delay time.Duration) hedgeClient {
+		return func(b *testing.B, delay time.Duration) hedgeClient {
 			h := h // each set gets its own budget and delay
 			c := hedgeHTTPClient()
 			leaf := scattergather.LeafFunc[string, struct{}](func(ctx context.Context, url string) (struct{}, error) {
@@ -237,7 +237,7 @@ func hedgeImpls(noneP95 func() time.Duration) []struct {
 			}
 			h.Budget = budget
 			if h.Percentile == 0 {
-				h.After = noneP95()
+				h.After = delay
 			}
 			g, err := scattergather.New([]scattergather.Target[string, struct{}]{{Leaf: leaf, Replicas: []scattergather.Leaf[string, struct{}]{leaf}}},
 				scattergather.Fold(func() struct{} { return struct{}{} }, func(a, _ struct{}) (struct{}, bool) { return a, false }),
@@ -258,14 +258,13 @@ func hedgeImpls(noneP95 func() time.Duration) []struct {
 	}
 	return []struct {
 		name string
-		new  func(b *testing.B) hedgeClient
+		new  func(b *testing.B, delay time.Duration) hedgeClient
 	}{
 		{"none", plain},
 		{"distkit", distkit(scattergather.Hedge{})},
 		{"distkit-p95", distkit(scattergather.Hedge{After: 10 * time.Millisecond, Percentile: 0.95})},
-		{"hedgedhttp", func(b *testing.B) hedgeClient {
+		{"hedgedhttp", func(b *testing.B, delay time.Duration) hedgeClient {
 			base := hedgeHTTPClient()
-			delay := noneP95()
 			c, err := hedgedhttp.NewClient(delay, 2, base)
 			if err != nil {
 				b.Fatal(err)
@@ -298,13 +297,9 @@ var hedgeSets = map[string][]hedgeResult{}
 // machine's speed over the run falls on all of them alike. The clients
 // live through all rounds, as in a service that has been up a while.
 func runHedgeSet(b *testing.B) {
-	var none []time.Duration
-	noneP95 := func() time.Duration {
-		s := slices.Sorted(slices.Values(none))
-		return pct(s, 0.95)
-	}
-	impls := hedgeImpls(noneP95)
-	clients := make([]*hedgeClient, len(impls))
+	impls := hedgeImpls()
+	clients := make([]hedgeClient, len(impls))
+	var delay time.Duration // none's warm-up p95; none comes first
 	lats := make([][]time.Duration, len(impls))
 	sent := make([]int64, len(impls))
 	per := hedgeRequests / hedgeRounds
@@ -312,16 +307,16 @@ func runHedgeSet(b *testing.B) {
 	// latency window, and its figures are dropped.
 	for round := range hedgeRounds + 1 {
 		for i, im := range impls {
-			if clients[i] == nil {
-				c := im.new(b) // after none's warm-up, for the delays
-				clients[i] = &c
+			if round == 0 {
+				clients[i] = im.new(b, delay)
 			}
 			srv, url, stop := startTail(b, uint64(round+1))
 			lat := runRequests(b, per, func(ctx context.Context) error { return clients[i].do(ctx, url) })
 			stop()
 			if round == 0 {
 				if im.name == "none" {
-					none = lat
+					slices.Sort(lat)
+					delay = pct(lat, 0.95)
 				}
 				continue
 			}
@@ -354,7 +349,7 @@ func runHedgeSet(b *testing.B) {
 // distkit-p95 instead learns its delay: the observed 95th percentile of
 // its own latencies (10 ms until 20 are in).
 func BenchmarkHedge(b *testing.B) {
-	for _, im := range hedgeImpls(nil) {
+	for _, im := range hedgeImpls() {
 		b.Run("impl="+im.name, func(b *testing.B) {
 			// hedgedhttp's worker pool keeps idle goroutines for 10 s.
 			defer goleak.VerifyNone(b, goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/cristalhq/hedgedhttp.runInPool.func1"))
