@@ -42,8 +42,12 @@ var (
 
 const (
 	gossipNodes = 20
-	// gossipTrialTimeout bounds one trial, cluster start-up included.
+	// gossipTrialTimeout bounds one trial's measured wait.
 	gossipTrialTimeout = 30 * time.Second
+	// gossipSetupTimeout bounds a cluster's start-up. It is longer than
+	// memberlist-lan's 30 s push/pull, which is how a member that missed
+	// a join broadcast learns of it: start-up is not what is measured.
+	gossipSetupTimeout = 45 * time.Second
 	// gossipSettle is how long a converged cluster is left alone before
 	// a crash or before the load starts.
 	gossipSettle = 500 * time.Millisecond
@@ -315,8 +319,11 @@ type gossipCluster struct {
 }
 
 // startGossipCluster starts size members named prefix00, prefix01, …,
-// joins each to the first and waits until every one sees all of them.
-func startGossipCluster(ctx context.Context, im gossipImpl, size int, prefix string) (*gossipCluster, error) {
+// joins each to the first and waits, up to gossipSetupTimeout, until every
+// one sees all of them. Running out of time is an error, not a stall.
+func startGossipCluster(im gossipImpl, size int, prefix string) (*gossipCluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gossipSetupTimeout)
+	defer cancel()
 	c := &gossipCluster{im: im, wake: make(chan struct{}, 1)}
 	for i := range size {
 		if _, err := c.add(fmt.Sprintf("%s%02d", prefix, i)); err != nil {
@@ -328,7 +335,7 @@ func startGossipCluster(ctx context.Context, im gossipImpl, size int, prefix str
 	for _, m := range c.members[1:] {
 		if err := m.join(ctx, seed); err != nil {
 			c.closeAll()
-			return nil, fmt.Errorf("%s: join %s: %w", im.name, m.name(), err)
+			return nil, fmt.Errorf("%s: join %s: %v", im.name, m.name(), err) // not a stall
 		}
 	}
 	err := c.waitFor(ctx, func() bool {
@@ -345,8 +352,8 @@ func startGossipCluster(ctx context.Context, im gossipImpl, size int, prefix str
 			sees = append(sees, fmt.Sprint(m.rec().sees()))
 		}
 		c.closeAll()
-		return nil, fmt.Errorf("%s: %d members not converged (each sees %s): %w",
-			im.name, size, strings.Join(sees, " "), err)
+		return nil, fmt.Errorf("%s: %d members not converged in %v (each sees %s)",
+			im.name, size, gossipSetupTimeout, strings.Join(sees, " "))
 	}
 	return c, nil
 }
@@ -425,13 +432,13 @@ func (c *gossipCluster) waitAll(ctx context.Context, ms []gossipMember, seen fun
 // time from just before the crash until the last of the others reported
 // it failed.
 func detectTrial(im gossipImpl, trial int) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), gossipTrialTimeout)
-	defer cancel()
-	c, err := startGossipCluster(ctx, im, gossipNodes, "n")
+	c, err := startGossipCluster(im, gossipNodes, "n")
 	if err != nil {
 		return 0, err
 	}
 	defer c.closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), gossipTrialTimeout)
+	defer cancel()
 	if err := sleepCtx(ctx, gossipSettle); err != nil {
 		return 0, err
 	}
@@ -617,9 +624,7 @@ func BenchmarkConverge(b *testing.B) {
 			defer awaitMemberlistExit()
 			tr := trials{begin: time.Now()}
 			for b.Loop() {
-				ctx, cancel := context.WithTimeout(context.Background(), gossipTrialTimeout)
-				c, err := startGossipCluster(ctx, im, gossipNodes-1, "n")
-				cancel()
+				c, err := startGossipCluster(im, gossipNodes-1, "n")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -665,13 +670,13 @@ type fpResult struct {
 // late it wakes, to show how hard the load was.
 func falsePositives(im gossipImpl, load time.Duration) (fpResult, error) {
 	var r fpResult
-	ctx, cancel := context.WithTimeout(context.Background(), gossipTrialTimeout+load)
-	defer cancel()
-	c, err := startGossipCluster(ctx, im, gossipNodes, "n")
+	c, err := startGossipCluster(im, gossipNodes, "n")
 	if err != nil {
 		return r, err
 	}
 	defer c.closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), gossipTrialTimeout+load)
+	defer cancel()
 	if err := sleepCtx(ctx, gossipSettle); err != nil {
 		return r, err
 	}
