@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,9 +111,15 @@ func TestDeadline(t *testing.T) {
 
 func TestCancelReachesEveryLeaf(t *testing.T) {
 	ls := []*leaf{hung(), hung(), hung(), ok(1)}
-	g := mustNew(t, targets(ls...), Sum[int](), WithPolicy(BestEffort()))
+	// Cancel only once the quick leaf's answer is merged (its outcome is
+	// recorded under the same lock, before Add), so that it counts as ok
+	// however the goroutines are scheduled.
+	merged := make(chan struct{})
+	sum := func() Merger[int, int] { return &signalMerger{Merger: Sum[int]()(), added: merged} }
+	g := mustNew(t, targets(ls...), sum, WithPolicy(BestEffort()))
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
+		<-merged
 		for ls[0].calls.Load()+ls[1].calls.Load()+ls[2].calls.Load() < 3 {
 			time.Sleep(time.Millisecond)
 		}
@@ -296,4 +303,17 @@ func TestNotStartedAtDeadline(t *testing.T) {
 			t.Fatalf("%+v", l)
 		}
 	}
+}
+
+// signalMerger closes added after its first Add.
+type signalMerger struct {
+	Merger[int, int]
+	added chan struct{}
+	once  sync.Once
+}
+
+func (m *signalMerger) Add(leaf int, r int) bool {
+	done := m.Merger.Add(leaf, r)
+	m.once.Do(func() { close(m.added) })
+	return done
 }
