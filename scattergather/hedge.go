@@ -51,7 +51,8 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 		// The delay counts from the leaf's start, as the latencies it
 		// comes from do: time spent waiting to be scheduled counts.
 		h.bg.Add(1)
-		h.timer = time.AfterFunc(max(delay-time.Since(start), 0), h.fire)
+		h.due = start.Add(delay)
+		h.timer = time.AfterFunc(max(delay-time.Since(start)-wakeEarly, 0), h.fire)
 	}
 	h.mu.Unlock()
 
@@ -70,6 +71,9 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 			h.over = true
 			if h.timer != nil && h.timer.Stop() {
 				h.bg.Done() // it will not fire
+			}
+			if h.waker != nil {
+				h.waker.stop()
 			}
 			won, a := h.won, answer[Resp]{err: h.last, hedges: h.sent - 1, winner: h.lastK}
 			h.mu.Unlock()
@@ -109,6 +113,8 @@ type hedging[Req, Resp, Out any] struct {
 
 	mu      sync.Mutex
 	timer   *time.Timer
+	due     time.Time      // when the timer's hedge is due
+	waker   waker          // the timer's wait for due, if it fired early
 	bg      sync.WaitGroup // timer runs (armed or running) and failovers
 	cancels []context.CancelFunc
 	sent    int  // requests sent: the leaf's and the replicas'
@@ -162,15 +168,25 @@ func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time
 	return nil
 }
 
-// fire is the hedge timer, in a goroutine of its own: it arms itself for
-// the next replica and asks this one itself, saving a hand-off.
+// fire is the hedge timer, in a goroutine of its own: it waits out the
+// wakeEarly it fired early by, arms itself for the next replica and asks
+// this one itself, saving a hand-off.
 func (h *hedging[Req, Resp, Out]) fire() {
 	defer h.bg.Done()
 	h.mu.Lock()
+	if rest := time.Until(h.due); rest > 0 && !h.over && !h.won {
+		w := newWaker(rest)
+		h.waker = w
+		h.mu.Unlock()
+		w.wait() // or stopped, as the leaf's request ended
+		h.mu.Lock()
+		h.waker = nil
+	}
 	r, ok := h.sendLocked()
 	if ok && h.sent <= len(h.t.Replicas) {
 		h.bg.Add(1)
-		h.timer.Reset(h.delay)
+		h.due = time.Now().Add(h.delay)
+		h.timer.Reset(max(h.delay-wakeEarly, 0))
 	}
 	h.mu.Unlock()
 	if ok {

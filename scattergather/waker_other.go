@@ -1,0 +1,16 @@
+//go:build !linux
+
+package scattergather
+
+import (
+	"errors"
+	"time"
+)
+
+// wakeEarly is 0 where there is no precise waker: the hedge timer fires
+// when due, as precisely as Go's timers go.
+const wakeEarly = 0
+
+func newPreciseWaker(time.Duration) (waker, error) {
+	return nil, errors.New("no precise waker on this platform")
+}
