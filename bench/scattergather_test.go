@@ -208,13 +208,17 @@ type hedgeClient struct {
 	close func()
 }
 
+// hedgeImpl is an implementation BenchmarkHedge compares: new makes its
+// client for a set of rounds.
+type hedgeImpl struct {
+	name string
+	new  func(b *testing.B, delay time.Duration) hedgeClient
+}
+
 // hedgeImpls are the implementations BenchmarkHedge compares, in the
 // order each round runs them. A client is made with the fixed delay of
 // distkit and hedgedhttp: the 95th percentile of impl=none's warm-up.
-func hedgeImpls() []struct {
-	name string
-	new  func(b *testing.B, delay time.Duration) hedgeClient
-} {
+func hedgeImpls() []hedgeImpl {
 	plain := func(b *testing.B, _ time.Duration) hedgeClient {
 		c := hedgeHTTPClient()
 		return hedgeClient{
@@ -256,10 +260,7 @@ func hedgeImpls() []struct {
 			}
 		}
 	}
-	return []struct {
-		name string
-		new  func(b *testing.B, delay time.Duration) hedgeClient
-	}{
+	return []hedgeImpl{
 		{"none", plain},
 		{"distkit", distkit(scattergather.Hedge{})},
 		{"distkit-p95", distkit(scattergather.Hedge{After: 10 * time.Millisecond, Percentile: 0.95})},
@@ -280,9 +281,10 @@ func hedgeImpls() []struct {
 
 // hedgeResult is one implementation's figures from one set of rounds.
 type hedgeResult struct {
-	lat   []time.Duration // sorted
-	extra float64         // percent
-	note  string
+	lat    []time.Duration // sorted
+	extra  float64         // percent
+	vsPeer float64         // p99 over hedgedhttp's in the same set
+	note   string
 }
 
 // hedgeSets holds, per implementation, results of sets of rounds not yet
@@ -324,14 +326,18 @@ func runHedgeSet(b *testing.B) {
 			sent[i] += srv.count.Load()
 		}
 	}
+	peer := slices.IndexFunc(impls, func(im hedgeImpl) bool { return im.name == "hedgedhttp" })
+	for i := range impls {
+		slices.Sort(lats[i])
+	}
 	for i, im := range impls {
 		clients[i].close()
-		slices.Sort(lats[i])
 		total := int64(per * hedgeRounds)
 		hedgeSets[im.name] = append(hedgeSets[im.name], hedgeResult{
-			lat:   lats[i],
-			extra: float64(sent[i]-total) / float64(total) * 100,
-			note:  clients[i].note(),
+			lat:    lats[i],
+			extra:  float64(sent[i]-total) / float64(total) * 100,
+			vsPeer: float64(pct(lats[i], 0.99)) / float64(pct(lats[peer], 0.99)),
+			note:   clients[i].note(),
 		})
 	}
 }
@@ -339,8 +345,8 @@ func runHedgeSet(b *testing.B) {
 // BenchmarkHedge sends hedgeRequests requests (8 at a time) per
 // implementation to a simulated leaf on loopback whose replies take
 // 4–6 ms, or 50–100 ms for 3% of them, drawn from a seeded generator,
-// and reports the latency percentiles and the extra requests hedging
-// cost. The implementations take turns over hedgeRounds rounds after a
+// and reports the latency percentiles, the extra requests hedging cost,
+// and p99 as a ratio of hedgedhttp's in the same set. The implementations take turns over hedgeRounds rounds after a
 // warm-up round (see runHedgeSet). none sends each request once.
 // distkit gathers over one target whose replica is the same server and
 // hedges once within a 5% budget; hedgedhttp hedges once (Upto 2). Both
@@ -368,6 +374,7 @@ func BenchmarkHedge(b *testing.B) {
 			b.ReportMetric(ms(pct(r.lat, 0.5)), "p50-ms")
 			b.ReportMetric(ms(pct(r.lat, 0.99)), "p99-ms")
 			b.ReportMetric(r.extra, "extra-requests-%")
+			b.ReportMetric(r.vsPeer, "p99-vs-hedgedhttp")
 		})
 	}
 }
