@@ -38,12 +38,13 @@
 // cannot multiply the load on leaves that are slow because they are
 // overloaded. A Budget may be shared.
 //
-// Hedges go out on time. Go's timers can be up to a millisecond late
-// when the process is idle, which at the few-millisecond delays hedging
-// uses both sends hedges late (raising the tail) and makes the extra load
-// hard to predict. On Linux the hedge timer fires a millisecond early and
-// waits out the rest on a timerfd, which wakes within tens of
-// microseconds; elsewhere it relies on Go's timers.
+// Go's timers can be up to a millisecond late when the process is idle,
+// which at the few-millisecond delays hedging uses both sends hedges late
+// (raising the tail) and makes the extra load hard to predict. On Linux
+// the hedge timer fires a millisecond early and waits out the rest on a
+// timerfd, which wakes within tens of microseconds, so hedges go out that
+// close to their delay unless the timer was late by more than the
+// millisecond (a busy machine); elsewhere Go's timers decide.
 //
 // # Trees
 //

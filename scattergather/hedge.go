@@ -37,8 +37,10 @@ const (
 // hedged asks leaf i, then its replicas as Hedge says, and delivers the
 // first answer, or the last error if none answered, exactly once. The
 // leaf itself is asked in the calling goroutine, and hedges are sent by
-// a timer, so an unhedged request costs no extra goroutine; the request
-// that answers first delivers its answer itself. The requests hedged
+// a timer, so a request that answers more than wakeEarly before its
+// delay costs no extra goroutine (one that is still running then costs
+// the timer's goroutine and, on Linux, a timerfd: about seven system
+// calls); the request that answers first delivers its answer itself. The requests hedged
 // started have all returned when it returns.
 func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, delay time.Duration, start time.Time, deliver func(answer[Resp])) {
 	h := &hedging[Req, Resp, Out]{g: g, t: &g.targets[i], ctx: ctx, req: req, delay: delay, start: start, deliver: deliver}
@@ -72,11 +74,12 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 			if h.timer != nil && h.timer.Stop() {
 				h.bg.Done() // it will not fire
 			}
-			if h.waker != nil {
-				h.waker.stop()
-			}
+			w := h.waker
 			won, a := h.won, answer[Resp]{err: h.last, hedges: h.sent - 1, winner: h.lastK}
 			h.mu.Unlock()
+			if w != nil {
+				w.stop() // after unlocking: it waits for the read to end
+			}
 			if !won {
 				a.lat = time.Since(start)
 				h.deliver(a)
@@ -174,8 +177,14 @@ func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time
 func (h *hedging[Req, Resp, Out]) fire() {
 	defer h.bg.Done()
 	h.mu.Lock()
-	if rest := time.Until(h.due); rest > 0 && !h.over && !h.won {
-		w := newWaker(rest)
+	// A precise waker that could not wait (its file not in the poller)
+	// returns at once; then a Go timer waits out the rest.
+	for newW := newWaker; !h.over && !h.won; newW = newTimerWaker {
+		rest := time.Until(h.due)
+		if rest <= 0 {
+			break
+		}
+		w := newW(rest)
 		h.waker = w
 		h.mu.Unlock()
 		w.wait() // or stopped, as the leaf's request ended

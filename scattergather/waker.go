@@ -32,7 +32,7 @@ type timerWaker struct {
 	once sync.Once
 }
 
-func newTimerWaker(d time.Duration) *timerWaker {
+func newTimerWaker(d time.Duration) waker {
 	return &timerWaker{t: time.NewTimer(d), done: make(chan struct{})}
 }
 

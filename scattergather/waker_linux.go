@@ -9,8 +9,8 @@ import (
 
 // wakeEarly is how long before its due time the hedge timer fires: the
 // poller's rounding, after which a timerfd wakes the waiting goroutine
-// within tens of microseconds.
-const wakeEarly = time.Millisecond
+// within tens of microseconds. A variable so that tests can widen it.
+var wakeEarly = time.Millisecond
 
 // timerfdWaker is a timerfd read through the runtime's poller, so the
 // waiting goroutine holds no thread, and the poller wakes on the timer's
@@ -31,7 +31,8 @@ func newPreciseWaker(d time.Duration) (waker, error) {
 }
 
 // wait reads the expiry count; a stop closes the file, which ends the
-// read with an error.
+// read with an error. Should the poller not have taken the file, the
+// read fails at once (EAGAIN), and the caller finds time left.
 func (w timerfdWaker) wait() {
 	var n [8]byte
 	w.f.Read(n[:])

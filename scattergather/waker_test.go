@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +12,9 @@ import (
 
 // wakers returns a constructor per kind of waker this platform has.
 func wakers(t *testing.T) map[string]func(time.Duration) waker {
-	ks := map[string]func(time.Duration) waker{
-		"timer": func(d time.Duration) waker { return newTimerWaker(d) },
-	}
-	if _, err := newPreciseWaker(time.Nanosecond); err == nil {
+	ks := map[string]func(time.Duration) waker{"timer": newTimerWaker}
+	if w, err := newPreciseWaker(time.Nanosecond); err == nil {
+		w.stop()
 		ks["precise"] = func(d time.Duration) waker {
 			w, err := newPreciseWaker(d)
 			if err != nil {
@@ -63,12 +63,14 @@ func TestWakerStop(t *testing.T) {
 	}
 }
 
-// TestWakerKeepsNoFiles checks that wakers, waited out or stopped, close
-// what they open.
+// TestWakerKeepsNoFiles checks that wakers close what they open, whether
+// waited out, stopped while waiting or stopped first.
 func TestWakerKeepsNoFiles(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("counts /proc/self/fd")
 	}
+	// No finalizer may close a file the waker forgot.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	open := func() int {
 		es, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
@@ -78,10 +80,19 @@ func TestWakerKeepsNoFiles(t *testing.T) {
 	}
 	before := open()
 	var wg sync.WaitGroup
-	for i := range 200 {
-		w := newWaker(time.Duration(i%3) * time.Hour) // 0 or an hour
-		wg.Go(w.wait)
+	for i := range 300 {
+		switch w := newWaker(time.Duration(i%3) * time.Millisecond); i % 3 {
+		case 0, 1:
+			wg.Go(w.wait) // waited out
+		default:
+			wg.Go(w.wait)
+			w.stop()
+		}
+	}
+	for range 100 {
+		w := newWaker(time.Hour)
 		w.stop()
+		wg.Go(w.wait)
 	}
 	wg.Wait()
 	if after := open(); after > before {
@@ -90,19 +101,36 @@ func TestWakerKeepsNoFiles(t *testing.T) {
 }
 
 // TestHedgeNeverEarly checks that firing the timer early to wait out the
-// rest precisely never sends a hedge before its delay.
+// rest precisely never sends a hedge before its delay, even when the
+// precise waker returns at once (as a timerfd the poller could not take
+// would).
 func TestHedgeNeverEarly(t *testing.T) {
+	t.Run("waker", testHedgeNeverEarly)
+	defer func(f func(time.Duration) waker) { newWaker = f }(newWaker)
+	newWaker = func(time.Duration) waker { return brokenWaker{} }
+	t.Run("broken-waker", testHedgeNeverEarly)
+}
+
+// brokenWaker's wait returns at once.
+type brokenWaker struct{}
+
+func (brokenWaker) wait() {}
+func (brokenWaker) stop() {}
+
+func testHedgeNeverEarly(t *testing.T) {
 	for _, d := range []time.Duration{300 * time.Microsecond, 1500 * time.Microsecond, 3 * time.Millisecond} {
 		for range 5 {
+			var start time.Time
 			var sent time.Duration
-			start := time.Now()
 			replica := LeafFunc[int, int](func(context.Context, int) (int, error) {
 				sent = time.Since(start) // read after Gather returns
 				return 7, nil
 			})
 			ts := []Target[int, int]{{Leaf: hung(), Replicas: []Leaf[int, int]{replica}}}
 			g := mustNew(t, ts, Sum[int](), WithHedge(Hedge{After: d}))
-			res, err := g.Gather(ctxTimeout(t, 10*time.Second), 0)
+			ctx := ctxTimeout(t, 10*time.Second)
+			start = time.Now()
+			res, err := g.Gather(ctx, 0)
 			if err != nil || res.Value != 7 {
 				t.Fatalf("value %d, err %v", res.Value, err)
 			}
@@ -133,16 +161,22 @@ func TestAnswerStopsHedgeWait(t *testing.T) {
 		t.Skip("the hedge timer does not fire early on this platform")
 	}
 	w := &fakeWaker{waiting: make(chan struct{}), stopped: make(chan struct{})}
-	defer func(f func(time.Duration) waker) { newWaker = f }(newWaker)
+	defer func(f func(time.Duration) waker, early time.Duration) { newWaker, wakeEarly = f, early }(newWaker, wakeEarly)
 	newWaker = func(time.Duration) waker { return w }
+	// The timer fires at once and waits on the waker, for a minute: the
+	// leaf answers well within it, however slow the machine.
+	wakeEarly = 2 * time.Minute
 	primary := LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
-		<-w.waiting
-		return 1, nil
+		select {
+		case <-w.waiting:
+			return 1, nil
+		case <-ctx.Done(): // the hedge went out: fail, don't hang
+			return 0, ctx.Err()
+		}
 	})
 	replica := ok(7)
 	ts := []Target[int, int]{{Leaf: primary, Replicas: []Leaf[int, int]{replica}}}
-	// Within wakeEarly, the timer fires at once and waits on the waker.
-	g := mustNew(t, ts, Sum[int](), WithHedge(Hedge{After: wakeEarly / 2}))
+	g := mustNew(t, ts, Sum[int](), WithHedge(Hedge{After: time.Minute}))
 	res, err := g.Gather(ctxTimeout(t, 10*time.Second), 0)
 	if err != nil || res.Value != 1 || res.Hedges != 0 || replica.calls.Load() != 0 {
 		t.Fatalf("value %d, hedges %d, replica calls %d, err %v", res.Value, res.Hedges, replica.calls.Load(), err)
