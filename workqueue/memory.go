@@ -1,0 +1,519 @@
+package workqueue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/distkit/distkit/internal/clock"
+	"go.uber.org/zap"
+)
+
+// Memory is a work queue held in memory: fast, and gone with the process.
+// It is safe for concurrent use. Make one with NewMemory.
+type Memory struct {
+	o      options
+	prefix string // of generated IDs
+
+	mu      sync.Mutex
+	closed  bool
+	ids     map[string]*entry // every item held, by ID
+	ready   ring              // claimable now, in order
+	delayed entryHeap         // waiting for their time: not-before or backoff
+	leases  entryHeap         // claimed, by deadline
+	keys    map[string]*keyQueue
+	waiters waiterList // Claims blocked for want of items
+	timer   clock.Timer
+	timerAt time.Time
+	token   uint64
+	seq     uint64
+	free    []*entry
+	behind  int // items behind an earlier one of their key
+	dead    int
+	st      counters
+}
+
+// entry is the queue's record of one item.
+type entry struct {
+	q        *Memory
+	item     Item
+	state    state
+	token    uint64    // the current claim's
+	at       time.Time // delayed: when claimable; claimed: the deadline; dead: since
+	idx      int       // in delayed or leases
+	failures int
+	expiries int
+	reason   string
+	next     *entry // behind this one on its key
+}
+
+type state uint8
+
+const (
+	stReady   state = iota + 1 // in ready
+	stDelayed                  // in delayed
+	stClaimed                  // in leases
+	stBehind                   // behind an earlier item of its key
+	stDead                     // a dead letter
+)
+
+// keyQueue orders the items of one key: head is the one that may run
+// (ready, delayed or claimed); the rest wait behind it.
+type keyQueue struct {
+	head, tail *entry
+}
+
+type counters struct {
+	enqueued, duplicates, claimed, done, retried, deadLettered, expired, requeued uint64
+}
+
+// NewMemory returns an empty in-memory queue.
+func NewMemory(opts ...Option) (*Memory, error) {
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var b [5]byte
+	rand.Read(b[:])
+	return &Memory{
+		o:      o,
+		prefix: base32.HexEncoding.EncodeToString(b[:]) + "-",
+		ids:    make(map[string]*entry),
+		keys:   make(map[string]*keyQueue),
+	}, nil
+}
+
+// Enqueue adds items, all or none: it checks every one first. Items
+// whose ID the queue holds, or given twice, are ignored after the first.
+func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range items {
+		if err := q.o.check(i, &items[i]); err != nil {
+			return err
+		}
+	}
+	var now time.Time
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	for i := range items {
+		it := items[i]
+		if it.ID == "" {
+			q.seq++
+			it.ID = q.prefix + strconv.FormatUint(q.seq, 36)
+		} else if _, ok := q.ids[it.ID]; ok {
+			q.st.duplicates++
+			continue
+		}
+		it.Attempt = 0
+		e := q.newEntry()
+		e.item = it
+		q.ids[it.ID] = e
+		q.st.enqueued++
+		if it.Key != "" {
+			if k := q.keys[it.Key]; k != nil {
+				k.tail.next, k.tail = e, e
+				e.state = stBehind
+				q.behind++
+				continue
+			}
+			q.keys[it.Key] = &keyQueue{head: e, tail: e}
+		}
+		if !it.NotBefore.IsZero() && now.IsZero() {
+			now = q.o.clock.Now()
+		}
+		q.schedule(e, it.NotBefore, now)
+	}
+	return nil
+}
+
+// schedule makes e ready, or delays it until at if that is after now.
+func (q *Memory) schedule(e *entry, at, now time.Time) {
+	if !at.IsZero() && at.After(now) {
+		e.state, e.at = stDelayed, at
+		q.delayed.push(e)
+		q.armLocked(now)
+		return
+	}
+	e.state = stReady
+	q.ready.push(e)
+	q.waiters.wakeOne()
+}
+
+func (q *Memory) newEntry() *entry {
+	if n := len(q.free); n > 0 {
+		e := q.free[n-1]
+		q.free = q.free[:n-1]
+		return e
+	}
+	return &entry{q: q}
+}
+
+// Claim takes the next claimable item, leasing it for lease, and blocks
+// until there is one, ctx ends, or the queue closes.
+func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) {
+	if lease <= 0 {
+		return Claim{}, invalid("lease %v: want more than 0", lease)
+	}
+	var w *waiter
+	q.mu.Lock()
+	for {
+		if q.closed {
+			q.mu.Unlock()
+			return Claim{}, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			q.mu.Unlock()
+			return Claim{}, err
+		}
+		now := q.o.clock.Now()
+		q.promote(now)
+		if e := q.ready.pop(); e != nil {
+			c := q.grant(e, now, lease)
+			if w != nil && q.ready.len() > 0 {
+				q.waiters.wakeOne() // more work: pass the wake-up on
+			}
+			q.mu.Unlock()
+			return c, nil
+		}
+		if w == nil {
+			w = &waiter{ch: make(chan struct{}, 1)}
+		}
+		q.waiters.push(w)
+		q.armLocked(now)
+		q.mu.Unlock()
+		select {
+		case <-w.ch:
+			q.mu.Lock()
+		case <-ctx.Done():
+			q.mu.Lock()
+			if !q.waiters.remove(w) {
+				// Woken as ctx ended: the wake-up was meant for work that
+				// someone else should take.
+				q.waiters.wakeOne()
+			}
+			q.mu.Unlock()
+			return Claim{}, ctx.Err()
+		}
+	}
+}
+
+// grant leases e to a caller of Claim.
+func (q *Memory) grant(e *entry, now time.Time, lease time.Duration) Claim {
+	q.token++
+	e.state, e.token, e.at = stClaimed, q.token, now.Add(lease)
+	e.item.Attempt++
+	q.leases.push(e)
+	q.st.claimed++
+	return Claim{Item: e.item, Token: e.token, Deadline: e.at, Failures: e.failures, Expiries: e.expiries, e: e}
+}
+
+// promote makes delayed items whose time has come ready, and takes back
+// the items whose leases have expired.
+func (q *Memory) promote(now time.Time) {
+	for e := q.delayed.top(); e != nil && !e.at.After(now); e = q.delayed.top() {
+		q.delayed.pop()
+		e.state = stReady
+		q.ready.push(e)
+		q.waiters.wakeOne()
+	}
+	for e := q.leases.top(); e != nil && !e.at.After(now); e = q.leases.top() {
+		q.leases.pop()
+		e.expiries++
+		q.st.expired++
+		q.o.log.Debug("lease expired", zap.String("id", e.item.ID), zap.Uint64("token", e.token), zap.Int("expiries", e.expiries))
+		if e.expiries >= q.o.retry.MaxExpiries {
+			q.bury(e, now, "lease expired "+strconv.Itoa(e.expiries)+" times: the workers crashed, hung or lost touch")
+			continue
+		}
+		e.state = stReady
+		q.ready.push(e)
+		q.waiters.wakeOne()
+	}
+}
+
+// held returns the entry of a claim that is still held.
+func (q *Memory) held(c Claim) (*entry, error) {
+	if q.closed {
+		return nil, ErrClosed
+	}
+	e := c.e
+	if e == nil || e.q != q {
+		e = q.ids[c.ID] // a claim that came some other way, as over HTTP
+	}
+	if e == nil || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
+		return nil, notHeld(c)
+	}
+	return e, nil
+}
+
+// Ack marks a claimed item done. A claim whose lease has run out still
+// counts if the queue has not yet given the item to anyone else.
+func (q *Memory) Ack(ctx context.Context, c Claim) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err := q.held(c)
+	if err != nil {
+		return err
+	}
+	q.leases.remove(e)
+	q.st.done++
+	q.finish(e)
+	return nil
+}
+
+// finish forgets a done item and lets the next of its key go.
+func (q *Memory) finish(e *entry) {
+	delete(q.ids, e.item.ID)
+	q.advanceKey(e, time.Time{})
+	*e = entry{q: q}
+	q.free = append(q.free, e)
+}
+
+// advanceKey lets the item behind e on its key go, now that e is done
+// or dead.
+func (q *Memory) advanceKey(e *entry, now time.Time) {
+	if e.item.Key == "" {
+		return
+	}
+	k := q.keys[e.item.Key]
+	if k == nil || k.head != e {
+		return
+	}
+	next := e.next
+	e.next = nil
+	if next == nil {
+		delete(q.keys, e.item.Key)
+		return
+	}
+	k.head = next
+	q.behind--
+	if !next.item.NotBefore.IsZero() && now.IsZero() {
+		now = q.o.clock.Now()
+	}
+	q.schedule(next, next.item.NotBefore, now)
+}
+
+// Nack reports a failed attempt. The item is tried again after the
+// retry policy's backoff, or becomes a dead letter when out of failures
+// or when reason is Permanent.
+func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err := q.held(c)
+	if err != nil {
+		return err
+	}
+	q.leases.remove(e)
+	e.failures++
+	e.reason = "failed"
+	if reason != nil {
+		e.reason = reason.Error()
+	}
+	now := q.o.clock.Now()
+	if e.failures >= q.o.retry.MaxFailures || IsPermanent(reason) {
+		q.bury(e, now, e.reason)
+		return nil
+	}
+	q.st.retried++
+	q.schedule(e, now.Add(q.o.retry.backoff(e.failures)), now)
+	return nil
+}
+
+// bury makes e a dead letter.
+func (q *Memory) bury(e *entry, now time.Time, reason string) {
+	e.state, e.at, e.reason = stDead, now, reason
+	q.dead++
+	q.st.deadLettered++
+	q.o.log.Info("dead letter", zap.String("id", e.item.ID), zap.Int("failures", e.failures),
+		zap.Int("expiries", e.expiries), zap.String("reason", reason))
+	q.advanceKey(e, now)
+}
+
+// Extend renews the lease of a held claim to lease from now.
+func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Claim, error) {
+	if lease <= 0 {
+		return c, invalid("lease %v: want more than 0", lease)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e, err := q.held(c)
+	if err != nil {
+		return c, err
+	}
+	now := q.o.clock.Now()
+	e.at = now.Add(lease)
+	q.leases.fix(e)
+	q.armLocked(now)
+	c.Deadline = e.at
+	return c, nil
+}
+
+// DeadLetters lists the dead letters, oldest first.
+func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	var ds []DeadLetter
+	for _, e := range q.ids {
+		if e.state == stDead {
+			ds = append(ds, DeadLetter{Item: e.item, Reason: e.reason, Failures: e.failures, Expiries: e.expiries, At: e.at})
+		}
+	}
+	slices.SortFunc(ds, func(a, b DeadLetter) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmpString(a.ID, b.ID)
+	})
+	return ds, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Requeue puts dead letters back with fresh counts, all or none. An item
+// with a key goes behind the items of its key now in the queue.
+func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
+	for _, id := range ids {
+		if e := q.ids[id]; e == nil || e.state != stDead {
+			return &notFoundError{id}
+		}
+	}
+	now := q.o.clock.Now()
+	for _, id := range ids {
+		e := q.ids[id]
+		if e.state != stDead {
+			continue // named twice
+		}
+		e.failures, e.expiries, e.reason = 0, 0, ""
+		q.dead--
+		q.st.requeued++
+		if key := e.item.Key; key != "" {
+			if k := q.keys[key]; k != nil {
+				k.tail.next, k.tail = e, e
+				e.state = stBehind
+				q.behind++
+				continue
+			}
+			q.keys[key] = &keyQueue{head: e, tail: e}
+		}
+		q.schedule(e, time.Time{}, now)
+	}
+	return nil
+}
+
+type notFoundError struct{ id string }
+
+func (e *notFoundError) Error() string { return ErrNotFound.Error() + ": " + strconv.Quote(e.id) }
+func (e *notFoundError) Unwrap() error { return ErrNotFound }
+
+// Close ends the queue: blocked and later calls return ErrClosed, and
+// what it held is dropped. It is idempotent.
+func (q *Memory) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil
+	}
+	q.closed = true
+	if q.timer != nil {
+		q.timer.Stop()
+		q.timer = nil
+	}
+	q.waiters.wakeAll()
+	return nil
+}
+
+// armLocked keeps a timer for the earliest time a delayed item or an
+// expired lease could give a blocked Claim work, while any is blocked.
+// Without blocked claims nothing needs waking: the next Claim looks.
+func (q *Memory) armLocked(now time.Time) {
+	var next time.Time
+	if q.waiters.len() > 0 && !q.closed {
+		if e := q.delayed.top(); e != nil {
+			next = e.at
+		}
+		if e := q.leases.top(); e != nil && (next.IsZero() || e.at.Before(next)) {
+			next = e.at
+		}
+	}
+	if next.Equal(q.timerAt) && (q.timer != nil) == !next.IsZero() {
+		return
+	}
+	if q.timer != nil {
+		q.timer.Stop()
+		q.timer = nil
+	}
+	q.timerAt = next
+	if !next.IsZero() {
+		q.timer = q.o.clock.AfterFunc(max(next.Sub(now), 0), q.onTimer)
+	}
+}
+
+func (q *Memory) onTimer() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.timer, q.timerAt = nil, time.Time{}
+	if q.closed {
+		return
+	}
+	now := q.o.clock.Now()
+	q.promote(now)
+	q.armLocked(now)
+}
+
+// Stats is a snapshot of a queue's state and counters.
+type Stats struct {
+	// Ready items may be claimed now; Delayed wait for their NotBefore or
+	// a backoff; Behind wait behind an earlier item of their key.
+	Ready, Delayed, Behind int
+	// InFlight items are claimed; Dead are dead letters.
+	InFlight, Dead int
+	// Enqueued counts items added, Duplicates those ignored for an ID
+	// the queue held.
+	Enqueued, Duplicates uint64
+	// Claimed counts claims granted, Done acks, Retried failures that
+	// were retried, DeadLettered items that became dead letters,
+	// LeaseExpiries leases that ran out, Requeued dead letters put back.
+	Claimed, Done, Retried, DeadLettered, LeaseExpiries, Requeued uint64
+}
+
+// Depth is how many items wait: ready, delayed or behind their key.
+func (s Stats) Depth() int { return s.Ready + s.Delayed + s.Behind }
+
+// Stats returns a snapshot, after taking back expired leases.
+func (q *Memory) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.promote(q.o.clock.Now())
+	}
+	return Stats{
+		Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: q.dead,
+		Enqueued: q.st.enqueued, Duplicates: q.st.duplicates, Claimed: q.st.claimed, Done: q.st.done,
+		Retried: q.st.retried, DeadLettered: q.st.deadLettered, LeaseExpiries: q.st.expired, Requeued: q.st.requeued,
+	}
+}

@@ -1,0 +1,567 @@
+package workqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/distkit/distkit/internal/clock"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// fixture is a queue on a fake clock, with test-sized retries.
+type fixture struct {
+	*Memory
+	t   *testing.T
+	clk *clock.Fake
+}
+
+var testRetry = Retry{MaxFailures: 3, MaxExpiries: 2, Backoff: time.Second, MaxBackoff: 4 * time.Second}
+
+func newFixture(t *testing.T, opts ...Option) *fixture {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	q, err := NewMemory(append([]Option{withClock(clk), WithRetry(testRetry)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return &fixture{Memory: q, t: t, clk: clk}
+}
+
+func item(id string) Item { return Item{ID: id, Payload: []byte("p-" + id)} }
+
+func (f *fixture) enqueue(items ...Item) {
+	f.t.Helper()
+	if err := f.Enqueue(context.Background(), items...); err != nil {
+		f.t.Fatalf("Enqueue: %v", err)
+	}
+}
+
+// claim claims without blocking: it fails the test if nothing is ready.
+func (f *fixture) claim(lease time.Duration) Claim {
+	f.t.Helper()
+	c, ok := f.tryClaim(lease)
+	if !ok {
+		f.t.Fatalf("Claim: nothing ready; %+v", f.Stats())
+	}
+	return c
+}
+
+// tryClaim claims if an item is ready now.
+func (f *fixture) tryClaim(lease time.Duration) (Claim, bool) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	c, err := f.Claim(ctx, lease)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Claim{}, false
+	}
+	if err != nil {
+		f.t.Fatalf("Claim: %v", err)
+	}
+	return c, true
+}
+
+func (f *fixture) ack(c Claim) {
+	f.t.Helper()
+	if err := f.Ack(context.Background(), c); err != nil {
+		f.t.Fatalf("Ack(%s): %v", c.ID, err)
+	}
+}
+
+func (f *fixture) nack(c Claim, reason error) {
+	f.t.Helper()
+	if err := f.Nack(context.Background(), c, reason); err != nil {
+		f.t.Fatalf("Nack(%s): %v", c.ID, err)
+	}
+}
+
+func TestFIFOAndAck(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"), item("b"))
+	f.enqueue(item("c"))
+	for _, want := range []string{"a", "b", "c"} {
+		c := f.claim(time.Minute)
+		if c.ID != want || string(c.Payload) != "p-"+want || c.Attempt != 1 || c.Deadline != t0.Add(time.Minute) {
+			t.Fatalf("claimed %+v, want %s, attempt 1, deadline in a minute", c, want)
+		}
+		f.ack(c)
+		if err := f.Ack(context.Background(), c); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("second Ack: %v, want ErrNotHeld", err)
+		}
+	}
+	if _, ok := f.tryClaim(time.Minute); ok {
+		t.Fatal("claimed from an empty queue")
+	}
+	s := f.Stats()
+	if s.Enqueued != 3 || s.Claimed != 3 || s.Done != 3 || s.Depth() != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestTokensIncrease(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"), item("b"))
+	a, b := f.claim(time.Minute), f.claim(time.Minute)
+	f.nack(a, errors.New("x"))
+	f.clk.Advance(time.Minute)
+	a2 := f.claim(time.Minute)
+	if !(a.Token < b.Token && b.Token < a2.Token) || a2.Attempt != 2 || a2.Failures != 1 {
+		t.Fatalf("tokens %d %d %d, retry %+v", a.Token, b.Token, a2.Token, a2)
+	}
+}
+
+func TestEnqueueIsIdempotent(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"), item("a"), item("b"))
+	f.enqueue(item("a"))
+	c := f.claim(time.Minute)
+	f.enqueue(item("a")) // claimed: still held
+	if s := f.Stats(); s.Enqueued != 2 || s.Duplicates != 3 || s.Ready != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	f.ack(c)
+	f.enqueue(item("a")) // done and forgotten: a new item
+	if s := f.Stats(); s.Enqueued != 3 || s.Ready != 2 {
+		t.Fatalf("stats after ack %+v", s)
+	}
+}
+
+func TestGeneratedIDs(t *testing.T) {
+	f := newFixture(t)
+	const n = 1000
+	for range n {
+		f.enqueue(Item{Payload: []byte("x")})
+	}
+	seen := map[string]bool{}
+	for range n {
+		c := f.claim(time.Minute)
+		if c.ID == "" || seen[c.ID] {
+			t.Fatalf("ID %q empty or seen", c.ID)
+		}
+		seen[c.ID] = true
+		f.ack(c)
+	}
+	// Another queue's IDs differ too.
+	g := newFixture(t)
+	g.enqueue(Item{Payload: []byte("x")})
+	if c := g.claim(time.Minute); seen[c.ID] {
+		t.Fatalf("second queue generated %q again", c.ID)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := newFixture(t, WithMaxPayload(8))
+	ctx := context.Background()
+	long := strings.Repeat("x", MaxIDLen+1)
+	for _, tc := range []struct {
+		items []Item
+		want  string
+	}{
+		{[]Item{item("ok"), {ID: "empty"}}, "item 1 (\"empty\"): empty payload"},
+		{[]Item{{ID: "big", Payload: make([]byte, 9)}}, "payload of 9 bytes, over the limit of 8"},
+		{[]Item{{ID: long, Payload: []byte("x")}}, "ID of 257 bytes"},
+		{[]Item{{ID: "k", Key: long, Payload: []byte("x")}}, "key of 257 bytes"},
+	} {
+		err := f.Enqueue(ctx, tc.items...)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Enqueue: %v, want ErrInvalid saying %q", err, tc.want)
+		}
+	}
+	if s := f.Stats(); s.Enqueued != 0 {
+		t.Fatalf("a refused batch was half applied: %+v", s)
+	}
+	for _, lease := range []time.Duration{0, -time.Second} {
+		if _, err := f.Claim(ctx, lease); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Claim(lease %v): %v, want ErrInvalid", lease, err)
+		}
+	}
+	f.enqueue(item("a"))
+	c := f.claim(time.Minute)
+	if _, err := f.Extend(ctx, c, 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Extend(0): %v", err)
+	}
+	if err := f.Ack(ctx, Claim{Item: Item{ID: "nobody"}, Token: 99}); !errors.Is(err, ErrNotHeld) || !strings.Contains(err.Error(), `"nobody"`) {
+		t.Errorf("Ack of an unknown claim: %v", err)
+	}
+	if err := f.Requeue(ctx, "a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Requeue of a live item: %v", err)
+	}
+	for _, opt := range []Option{
+		nil, WithLogger(nil), WithMaxPayload(0),
+		WithRetry(Retry{MaxFailures: 0, MaxExpiries: 1}),
+		WithRetry(Retry{MaxFailures: 1, MaxExpiries: 0}),
+		WithRetry(Retry{MaxFailures: 1, MaxExpiries: 1, Backoff: 2, MaxBackoff: 1}),
+		WithRetry(Retry{MaxFailures: 1, MaxExpiries: 1, Jitter: 1.5}),
+	} {
+		if _, err := NewMemory(opt); !errors.Is(err, ErrInvalid) {
+			t.Errorf("NewMemory with a bad option: %v", err)
+		}
+	}
+}
+
+func TestLeaseExpiryFencesTheOldHolder(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	old := f.claim(10 * time.Second)
+	f.clk.Advance(10 * time.Second)
+	c := f.claim(10 * time.Second)
+	if c.ID != "a" || c.Attempt != 2 || c.Expiries != 1 || c.Failures != 0 || c.Token <= old.Token {
+		t.Fatalf("reclaimed %+v", c)
+	}
+	for name, err := range map[string]error{
+		"Ack":  f.Ack(context.Background(), old),
+		"Nack": f.Nack(context.Background(), old, errors.New("late")),
+	} {
+		if !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("old holder's %s: %v, want ErrNotHeld", name, err)
+		}
+	}
+	if _, err := f.Extend(context.Background(), old, time.Minute); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("old holder's Extend: %v", err)
+	}
+	f.ack(c)
+	if s := f.Stats(); s.LeaseExpiries != 1 || s.Done != 1 || s.Retried != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestLateAckBeforeAnyoneElseClaims(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	c := f.claim(time.Second)
+	f.clk.Advance(time.Hour)
+	// Nobody asked for work, so nobody else can hold it: the ack counts.
+	f.ack(c)
+	if s := f.Stats(); s.Done != 1 || s.LeaseExpiries != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestExtend(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	c := f.claim(10 * time.Second)
+	f.clk.Advance(8 * time.Second)
+	c2, err := f.Extend(context.Background(), c, 10*time.Second)
+	if err != nil || c2.Deadline != t0.Add(18*time.Second) || c2.Token != c.Token {
+		t.Fatalf("Extend: %+v, %v", c2, err)
+	}
+	f.clk.Advance(9 * time.Second) // past the first deadline, not the second
+	if _, ok := f.tryClaim(time.Second); ok {
+		t.Fatal("an extended claim was taken back")
+	}
+	f.ack(c) // the claim from before the extension is the same claim
+}
+
+func TestRetryBackoffThenDeadLetter(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	var last Claim
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second} {
+		c := f.claim(time.Minute)
+		if c.Attempt != i+1 || c.Failures != i {
+			t.Fatalf("attempt %d: %+v", i+1, c)
+		}
+		f.nack(c, fmt.Errorf("boom %d", i+1))
+		f.clk.Advance(wait - time.Millisecond)
+		if _, ok := f.tryClaim(time.Minute); ok {
+			t.Fatalf("claimed before the %v backoff ended", wait)
+		}
+		f.clk.Advance(time.Millisecond)
+		last = c
+	}
+	c := f.claim(time.Minute)
+	if c.Token <= last.Token {
+		t.Fatal("token did not increase")
+	}
+	f.nack(c, errors.New("boom 3")) // the third failure of three
+	if _, ok := f.tryClaim(time.Minute); ok {
+		t.Fatal("a dead letter was claimed")
+	}
+	ds, err := f.DeadLetters(context.Background())
+	if err != nil || len(ds) != 1 || ds[0].ID != "a" || ds[0].Reason != "boom 3" || ds[0].Failures != 3 || !ds[0].At.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("dead letters %+v, %v", ds, err)
+	}
+	s := f.Stats()
+	if s.Retried != 2 || s.DeadLettered != 1 || s.Dead != 1 || s.Depth() != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	f.enqueue(item("a")) // a dead letter is held: ignored
+	if err := f.Requeue(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	c = f.claim(time.Minute)
+	if c.ID != "a" || c.Failures != 0 || c.Attempt != 4 {
+		t.Fatalf("requeued claim %+v", c)
+	}
+	f.ack(c)
+	if s := f.Stats(); s.Dead != 0 || s.Requeued != 1 || s.Duplicates != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPermanentFailure(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	f.nack(f.claim(time.Minute), fmt.Errorf("parse: %w", Permanent(errors.New("bad input"))))
+	ds, _ := f.DeadLetters(context.Background())
+	if len(ds) != 1 || ds[0].Failures != 1 || ds[0].Reason != "parse: bad input" {
+		t.Fatalf("dead letters %+v", ds)
+	}
+	if !IsPermanent(Permanent(nil)) || IsPermanent(errors.New("x")) {
+		t.Fatal("IsPermanent")
+	}
+}
+
+func TestExpiriesCountApartFromFailures(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	c := f.claim(time.Second)
+	f.nack(c, errors.New("fail"))
+	f.clk.Advance(time.Second)
+	f.claim(time.Second)
+	f.clk.Advance(time.Second)
+	c = f.claim(time.Second) // retried at once after an expiry
+	if c.Failures != 1 || c.Expiries != 1 || c.Attempt != 3 {
+		t.Fatalf("claim %+v", c)
+	}
+	f.clk.Advance(time.Second) // the second expiry of two
+	if _, ok := f.tryClaim(time.Second); ok {
+		t.Fatal("claimed after its last expiry")
+	}
+	ds, _ := f.DeadLetters(context.Background())
+	if len(ds) != 1 || ds[0].Expiries != 2 || ds[0].Failures != 1 || !strings.Contains(ds[0].Reason, "lease expired 2 times") {
+		t.Fatalf("dead letters %+v", ds)
+	}
+}
+
+func TestJitterStaysInBounds(t *testing.T) {
+	r := Retry{MaxFailures: 1, MaxExpiries: 1, Backoff: time.Second, MaxBackoff: 10 * time.Second, Jitter: 0.5}
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 9: 10 * time.Second} {
+		lo, hi := want, time.Duration(0)
+		for range 200 {
+			d := r.backoff(n)
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		if lo < want/2 || hi > want || hi-lo < want/4 {
+			t.Errorf("backoff after %d failures: %v..%v, want within [%v, %v] and spread", n, lo, hi, want/2, want)
+		}
+	}
+}
+
+func TestPerKeyOrder(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(Item{ID: "a1", Key: "a", Payload: []byte("x")}, Item{ID: "a2", Key: "a", Payload: []byte("x")},
+		Item{ID: "b1", Key: "b", Payload: []byte("x")}, Item{ID: "a3", Key: "a", Payload: []byte("x")}, item("free"))
+	a1, b1, free := f.claim(time.Minute), f.claim(time.Minute), f.claim(time.Minute)
+	if a1.ID != "a1" || b1.ID != "b1" || free.ID != "free" {
+		t.Fatalf("claimed %s %s %s", a1.ID, b1.ID, free.ID)
+	}
+	if _, ok := f.tryClaim(time.Minute); ok {
+		t.Fatal("a2 ran beside a1")
+	}
+	if s := f.Stats(); s.Behind != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	// a1 backs off: a2 still waits behind it.
+	f.nack(a1, errors.New("x"))
+	f.clk.Advance(time.Second)
+	a1 = f.claim(time.Minute)
+	if a1.ID != "a1" {
+		t.Fatalf("claimed %s, want a1 again", a1.ID)
+	}
+	f.ack(a1)
+	a2 := f.claim(time.Minute)
+	if a2.ID != "a2" {
+		t.Fatalf("claimed %s, want a2", a2.ID)
+	}
+	// a2 dies: a3 goes.
+	f.nack(a2, Permanent(errors.New("x")))
+	if a3 := f.claim(time.Minute); a3.ID != "a3" {
+		t.Fatalf("claimed %s, want a3", a3.ID)
+	}
+	// Requeued, a2 goes behind a3.
+	if err := f.Requeue(context.Background(), "a2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.tryClaim(time.Minute); ok {
+		t.Fatal("requeued a2 ran beside a3")
+	}
+}
+
+func TestNotBefore(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(Item{ID: "later", Payload: []byte("x"), NotBefore: t0.Add(time.Minute)}, item("now"))
+	if c := f.claim(time.Hour); c.ID != "now" {
+		t.Fatalf("claimed %s", c.ID)
+	}
+	if _, ok := f.tryClaim(time.Hour); ok {
+		t.Fatal("claimed before NotBefore")
+	}
+	// A blocked Claim wakes when the time comes.
+	got := make(chan Claim)
+	go func() {
+		c, err := f.Claim(context.Background(), time.Hour)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	waitFor(t, func() bool { return f.clk.Pending() > 0 })
+	f.clk.Advance(time.Minute)
+	if c := <-got; c.ID != "later" {
+		t.Fatalf("claimed %s", c.ID)
+	}
+}
+
+func TestBlockedClaimWakesOnExpiry(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(item("a"))
+	f.claim(time.Minute)
+	got := make(chan Claim)
+	go func() {
+		c, _ := f.Claim(context.Background(), time.Minute)
+		got <- c
+	}()
+	waitFor(t, func() bool { return f.clk.Pending() > 0 })
+	f.clk.Advance(time.Minute)
+	if c := <-got; c.ID != "a" || c.Expiries != 1 {
+		t.Fatalf("claimed %+v", c)
+	}
+}
+
+func TestBlockedClaimWakesOnEnqueueCancelAndClose(t *testing.T) {
+	f := newFixture(t)
+	got := make(chan error, 3)
+	claimOne := func(ctx context.Context) {
+		c, err := f.Claim(ctx, time.Minute)
+		if err == nil && c.ID != "a" {
+			err = fmt.Errorf("claimed %s", c.ID)
+		}
+		got <- err
+	}
+	go claimOne(context.Background())
+	waitFor(t, func() bool { return f.waiting() == 1 })
+	f.enqueue(item("a"))
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go claimOne(ctx)
+	waitFor(t, func() bool { return f.waiting() == 1 })
+	cancel()
+	if err := <-got; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Claim: %v", err)
+	}
+	go claimOne(context.Background())
+	waitFor(t, func() bool { return f.waiting() == 1 })
+	f.Close()
+	if err := <-got; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Claim on Close: %v", err)
+	}
+	if err := f.Enqueue(context.Background(), item("b")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Enqueue after Close: %v", err)
+	}
+	if f.Close() != nil {
+		t.Fatal("second Close")
+	}
+}
+
+// waiting reports how many Claims are blocked.
+func (q *Memory) waiting() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waiters.len()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestConcurrentWorkersLoseNothing runs producers and workers on the real
+// clock, some of whose handlers fail once, and checks that every item is
+// done exactly once.
+func TestConcurrentWorkersLoseNothing(t *testing.T) {
+	q, err := NewMemory(WithRetry(Retry{MaxFailures: 5, MaxExpiries: 5, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	const producers, workers, per = 4, 8, 500
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	done := map[string]int{}
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range per {
+				it := item(fmt.Sprintf("%d-%d", p, i))
+				if i%7 == 0 {
+					it.Key = fmt.Sprint("k", i%3)
+				}
+				if err := q.Enqueue(ctx, it); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	var ww sync.WaitGroup
+	for range workers {
+		ww.Go(func() {
+			for {
+				c, err := q.Claim(ctx, time.Minute)
+				if err != nil {
+					return
+				}
+				if c.Attempt == 1 && c.ID[len(c.ID)-1] == '3' {
+					q.Nack(ctx, c, errors.New("first try fails"))
+					continue
+				}
+				if err := q.Ack(ctx, c); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				done[c.ID]++
+				n := len(done)
+				mu.Unlock()
+				if n == producers*per {
+					cancel()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ww.Wait()
+	if len(done) != producers*per {
+		t.Fatalf("%d items done of %d", len(done), producers*per)
+	}
+	for id, n := range done {
+		if n != 1 {
+			t.Fatalf("%s done %d times", id, n)
+		}
+	}
+	if s := q.Stats(); s.Done != producers*per || s.Depth() != 0 || s.InFlight != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -1,0 +1,143 @@
+package workqueue
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/distkit/distkit/internal/clock"
+	"go.uber.org/zap"
+)
+
+// Option configures a queue.
+type Option func(*options) error
+
+type options struct {
+	log        *zap.Logger
+	retry      Retry
+	maxPayload int
+	clock      clock.Clock
+}
+
+// Limits on what an item may carry.
+const (
+	// DefaultMaxPayload is the largest payload accepted by default.
+	DefaultMaxPayload = 1 << 20
+	// MaxIDLen and MaxKeyLen bound an item's ID and key, in bytes.
+	MaxIDLen  = 256
+	MaxKeyLen = 256
+)
+
+func defaultOptions() options {
+	return options{log: zap.NewNop(), retry: DefaultRetry, maxPayload: DefaultMaxPayload, clock: clock.Real}
+}
+
+func buildOptions(opts []Option) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			return o, invalid("nil Option")
+		}
+		if err := opt(&o); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// WithLogger logs through l (dead letters, expired leases). Default: none.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return invalid("nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithMaxPayload refuses payloads larger than n bytes. Default
+// DefaultMaxPayload (1 MiB).
+func WithMaxPayload(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return invalid("max payload %d: want 1 or more", n)
+		}
+		o.maxPayload = n
+		return nil
+	}
+}
+
+// Retry says how failed attempts are retried.
+//
+// A failure (a Nack) and an expired lease (the worker crashed, hung or
+// lost its connection) are counted apart: an item that crashes workers
+// should not be charged with handler errors, and one whose handler fails
+// should not wait for leases to run out. The item becomes a dead letter
+// when either count reaches its maximum.
+type Retry struct {
+	// MaxFailures is how many failed attempts an item gets.
+	MaxFailures int
+	// MaxExpiries is how many expired leases an item gets.
+	MaxExpiries int
+	// Backoff is the wait after the first failure; it doubles with each
+	// further one, up to MaxBackoff. An item whose lease expired is
+	// retried at once.
+	Backoff, MaxBackoff time.Duration
+	// Jitter, in [0, 1], takes up to that fraction off each wait at
+	// random, so that items failing together do not retry together.
+	Jitter float64
+}
+
+// DefaultRetry: 10 failures, 5 expired leases, backoff from 1 s doubling
+// to 5 min, with up to 20% taken off at random.
+var DefaultRetry = Retry{MaxFailures: 10, MaxExpiries: 5, Backoff: time.Second, MaxBackoff: 5 * time.Minute, Jitter: 0.2}
+
+// WithRetry sets the retry policy. Default DefaultRetry.
+func WithRetry(r Retry) Option {
+	return func(o *options) error {
+		switch {
+		case r.MaxFailures < 1:
+			return invalid("Retry.MaxFailures %d: want 1 or more", r.MaxFailures)
+		case r.MaxExpiries < 1:
+			return invalid("Retry.MaxExpiries %d: want 1 or more", r.MaxExpiries)
+		case r.Backoff < 0 || r.MaxBackoff < r.Backoff:
+			return invalid("Retry backoff %v up to %v: want 0 ≤ Backoff ≤ MaxBackoff", r.Backoff, r.MaxBackoff)
+		case !(r.Jitter >= 0 && r.Jitter <= 1):
+			return invalid("Retry.Jitter %v: want between 0 and 1", r.Jitter)
+		}
+		o.retry = r
+		return nil
+	}
+}
+
+// withClock runs the queue on c (tests drive a fake one).
+func withClock(c clock.Clock) Option {
+	return func(o *options) error {
+		o.clock = c
+		return nil
+	}
+}
+
+// backoff returns the wait after the n-th failure (n ≥ 1).
+func (r Retry) backoff(n int) time.Duration {
+	d := float64(r.Backoff) * math.Pow(2, float64(n-1))
+	d = min(d, float64(r.MaxBackoff))
+	d -= d * r.Jitter * rand.Float64()
+	return time.Duration(d)
+}
+
+// check validates an item against the limits.
+func (o *options) check(i int, it *Item) error {
+	switch {
+	case len(it.Payload) == 0:
+		return invalid("item %d (%q): empty payload", i, it.ID)
+	case len(it.Payload) > o.maxPayload:
+		return invalid("item %d (%q): payload of %d bytes, over the limit of %d", i, it.ID, len(it.Payload), o.maxPayload)
+	case len(it.ID) > MaxIDLen:
+		return invalid("item %d: ID of %d bytes, over the limit of %d", i, len(it.ID), MaxIDLen)
+	case len(it.Key) > MaxKeyLen:
+		return invalid("item %d (%q): key of %d bytes, over the limit of %d", i, it.ID, len(it.Key), MaxKeyLen)
+	}
+	return nil
+}
