@@ -1,6 +1,6 @@
 module github.com/distkit/distkit/bench
 
-go 1.26
+go 1.26.0
 
 replace github.com/distkit/distkit => ../
 
@@ -18,11 +18,13 @@ require (
 	github.com/stathat/consistent v1.0.0
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sync v0.22.0
+	k8s.io/client-go v0.37.2
 )
 
 require (
 	github.com/dchest/siphash v1.2.3 // indirect
 	github.com/fatih/color v1.13.0 // indirect
+	github.com/go-logr/logr v1.4.3 // indirect
 	github.com/google/btree v1.1.3 // indirect
 	github.com/hashicorp/errwrap v1.1.0 // indirect
 	github.com/hashicorp/go-hclog v1.6.3 // indirect
@@ -41,4 +43,8 @@ require (
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/time v0.15.0 // indirect
+	k8s.io/apimachinery v0.37.2 // indirect
+	k8s.io/klog/v2 v2.140.0 // indirect
+	k8s.io/utils v0.0.0-20260626114624-be93311217bd // indirect
 )

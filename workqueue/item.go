@@ -29,7 +29,9 @@ type Item struct {
 // Claim is an item held by one worker under a lease, until Ack, Nack, or
 // the lease's end. Each claim has its own Token, so an Ack from a worker
 // whose lease ran out and whose item went to another worker is refused
-// with ErrNotHeld rather than counted twice.
+// with ErrNotHeld rather than counted twice. Pass back the value Claim
+// returned (or a copy): it carries the queue's record of the item, and a
+// Claim rebuilt from its fields is not held.
 type Claim struct {
 	Item
 	// Token fences this attempt: the queue grants every claim a larger

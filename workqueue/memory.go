@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 // It is safe for concurrent use. Make one with NewMemory.
 type Memory struct {
 	o      options
-	prefix string // of generated IDs
+	prefix string    // of generated IDs
+	base   time.Time // when made, for cheap readings of the real clock
 
 	mu      sync.Mutex
 	closed  bool
@@ -28,12 +30,13 @@ type Memory struct {
 	keys    map[string]*keyQueue
 	waiters waiterList // Claims blocked for want of items
 	timer   clock.Timer
-	timerAt time.Time
+	timerAt mono
 	token   uint64
-	seq     uint64
+	counter [idDigits]byte // the last generated ID's number, in hex
+	genIDs  string         // generated IDs not yet used
+	dead    map[string]*entry
 	free    []*entry
 	behind  int // items behind an earlier one of their key
-	dead    int
 	st      counters
 }
 
@@ -42,13 +45,14 @@ type entry struct {
 	q        *Memory
 	item     Item
 	state    state
-	token    uint64    // the current claim's
-	at       time.Time // delayed: when claimable; claimed: the deadline; dead: since
-	idx      int       // in delayed or leases
+	token    uint64 // the current claim's
+	at       mono   // delayed: when claimable; claimed: the deadline; dead: since
+	idx      int    // in delayed or leases
 	failures int
 	expiries int
 	reason   string
 	next     *entry // behind this one on its key
+	given    bool   // its ID was given, so it is in ids
 }
 
 type state uint8
@@ -79,13 +83,77 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	}
 	var b [5]byte
 	rand.Read(b[:])
-	return &Memory{
+	q := &Memory{
 		o:      o,
 		prefix: base32.HexEncoding.EncodeToString(b[:]) + "-",
+		base:   o.clock.Now(),
 		ids:    make(map[string]*entry),
+		dead:   make(map[string]*entry),
 		keys:   make(map[string]*keyQueue),
-	}, nil
+	}
+	for i := range q.counter {
+		q.counter[i] = '0'
+	}
+	return q, nil
 }
+
+// mono is a time on the queue's clock, in nanoseconds since base: cheaper
+// to read and compare than a time.Time, and every claim reads one.
+type mono int64
+
+// now reads the queue's clock; the real clock for its monotonic part
+// only, which costs half as much as time.Now.
+func (q *Memory) now() mono {
+	if q.o.clock == clock.Real {
+		return mono(time.Since(q.base))
+	}
+	return mono(q.o.clock.Now().Sub(q.base))
+}
+
+// mono converts t to the queue's clock, t zero to 0 (long past).
+func (q *Memory) mono(t time.Time) mono {
+	if t.IsZero() {
+		return 0
+	}
+	return mono(t.Sub(q.base))
+}
+
+// time converts m to a time.Time.
+func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
+
+// nextID returns a new generated ID: the queue's prefix and a counter in
+// idDigits hex digits. They are made idChunk at a time into one string,
+// so that each costs no allocation of its own, by counting in place.
+func (q *Memory) nextID() string {
+	n := len(q.prefix) + idDigits
+	if q.genIDs == "" {
+		buf := make([]byte, 0, idChunk*n)
+		for range idChunk {
+			for i := idDigits - 1; i >= 0; i-- { // add one
+				if q.counter[i] == 'f' {
+					q.counter[i] = '0'
+					continue
+				}
+				if q.counter[i] == '9' {
+					q.counter[i] = 'a'
+				} else {
+					q.counter[i]++
+				}
+				break
+			}
+			buf = append(append(buf, q.prefix...), q.counter[:]...)
+		}
+		q.genIDs = string(buf)
+	}
+	id := q.genIDs[:n]
+	q.genIDs = q.genIDs[n:]
+	return id
+}
+
+const (
+	idDigits = 12 // 2^48 IDs per queue
+	idChunk  = 64
+)
 
 // Enqueue adds items, all or none: it checks every one first. Items
 // whose ID the queue holds, or given twice, are ignored after the first.
@@ -97,8 +165,11 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		if err := q.o.check(i, &items[i]); err != nil {
 			return err
 		}
+		if strings.HasPrefix(items[i].ID, q.prefix) {
+			return invalid("item %d: ID %q has the prefix of the IDs this queue generates (%q): give an ID of your own, or none", i, items[i].ID, q.prefix)
+		}
 	}
-	var now time.Time
+	var now mono // read when first needed
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -106,17 +177,18 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 	}
 	for i := range items {
 		it := items[i]
+		e := q.newEntry()
 		if it.ID == "" {
-			q.seq++
-			it.ID = q.prefix + strconv.FormatUint(q.seq, 36)
+			it.ID = q.nextID()
 		} else if _, ok := q.ids[it.ID]; ok {
 			q.st.duplicates++
+			q.free = append(q.free, e)
 			continue
+		} else {
+			q.ids[it.ID], e.given = e, true
 		}
 		it.Attempt = 0
-		e := q.newEntry()
 		e.item = it
-		q.ids[it.ID] = e
 		q.st.enqueued++
 		if it.Key != "" {
 			if k := q.keys[it.Key]; k != nil {
@@ -127,17 +199,17 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 			}
 			q.keys[it.Key] = &keyQueue{head: e, tail: e}
 		}
-		if !it.NotBefore.IsZero() && now.IsZero() {
-			now = q.o.clock.Now()
+		if !it.NotBefore.IsZero() && now == 0 {
+			now = q.now()
 		}
-		q.schedule(e, it.NotBefore, now)
+		q.schedule(e, q.mono(it.NotBefore), now)
 	}
 	return nil
 }
 
 // schedule makes e ready, or delays it until at if that is after now.
-func (q *Memory) schedule(e *entry, at, now time.Time) {
-	if !at.IsZero() && at.After(now) {
+func (q *Memory) schedule(e *entry, at, now mono) {
+	if at > now {
 		e.state, e.at = stDelayed, at
 		q.delayed.push(e)
 		q.armLocked(now)
@@ -174,7 +246,7 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 			q.mu.Unlock()
 			return Claim{}, err
 		}
-		now := q.o.clock.Now()
+		now := q.now()
 		q.promote(now)
 		if e := q.ready.pop(); e != nil {
 			c := q.grant(e, now, lease)
@@ -207,25 +279,25 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 }
 
 // grant leases e to a caller of Claim.
-func (q *Memory) grant(e *entry, now time.Time, lease time.Duration) Claim {
+func (q *Memory) grant(e *entry, now mono, lease time.Duration) Claim {
 	q.token++
-	e.state, e.token, e.at = stClaimed, q.token, now.Add(lease)
+	e.state, e.token, e.at = stClaimed, q.token, now+mono(lease)
 	e.item.Attempt++
 	q.leases.push(e)
 	q.st.claimed++
-	return Claim{Item: e.item, Token: e.token, Deadline: e.at, Failures: e.failures, Expiries: e.expiries, e: e}
+	return Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
 }
 
 // promote makes delayed items whose time has come ready, and takes back
 // the items whose leases have expired.
-func (q *Memory) promote(now time.Time) {
-	for e := q.delayed.top(); e != nil && !e.at.After(now); e = q.delayed.top() {
+func (q *Memory) promote(now mono) {
+	for e := q.delayed.top(); e != nil && e.at <= now; e = q.delayed.top() {
 		q.delayed.pop()
 		e.state = stReady
 		q.ready.push(e)
 		q.waiters.wakeOne()
 	}
-	for e := q.leases.top(); e != nil && !e.at.After(now); e = q.leases.top() {
+	for e := q.leases.top(); e != nil && e.at <= now; e = q.leases.top() {
 		q.leases.pop()
 		e.expiries++
 		q.st.expired++
@@ -246,10 +318,7 @@ func (q *Memory) held(c Claim) (*entry, error) {
 		return nil, ErrClosed
 	}
 	e := c.e
-	if e == nil || e.q != q {
-		e = q.ids[c.ID] // a claim that came some other way, as over HTTP
-	}
-	if e == nil || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
+	if e == nil || e.q != q || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
 		return nil, notHeld(c)
 	}
 	return e, nil
@@ -272,15 +341,17 @@ func (q *Memory) Ack(ctx context.Context, c Claim) error {
 
 // finish forgets a done item and lets the next of its key go.
 func (q *Memory) finish(e *entry) {
-	delete(q.ids, e.item.ID)
-	q.advanceKey(e, time.Time{})
+	if e.given {
+		delete(q.ids, e.item.ID)
+	}
+	q.advanceKey(e, 0)
 	*e = entry{q: q}
 	q.free = append(q.free, e)
 }
 
 // advanceKey lets the item behind e on its key go, now that e is done
 // or dead.
-func (q *Memory) advanceKey(e *entry, now time.Time) {
+func (q *Memory) advanceKey(e *entry, now mono) {
 	if e.item.Key == "" {
 		return
 	}
@@ -296,10 +367,10 @@ func (q *Memory) advanceKey(e *entry, now time.Time) {
 	}
 	k.head = next
 	q.behind--
-	if !next.item.NotBefore.IsZero() && now.IsZero() {
-		now = q.o.clock.Now()
+	if !next.item.NotBefore.IsZero() && now == 0 {
+		now = q.now()
 	}
-	q.schedule(next, next.item.NotBefore, now)
+	q.schedule(next, q.mono(next.item.NotBefore), now)
 }
 
 // Nack reports a failed attempt. The item is tried again after the
@@ -318,20 +389,20 @@ func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 	if reason != nil {
 		e.reason = reason.Error()
 	}
-	now := q.o.clock.Now()
+	now := q.now()
 	if e.failures >= q.o.retry.MaxFailures || IsPermanent(reason) {
 		q.bury(e, now, e.reason)
 		return nil
 	}
 	q.st.retried++
-	q.schedule(e, now.Add(q.o.retry.backoff(e.failures)), now)
+	q.schedule(e, now+mono(q.o.retry.backoff(e.failures)), now)
 	return nil
 }
 
 // bury makes e a dead letter.
-func (q *Memory) bury(e *entry, now time.Time, reason string) {
+func (q *Memory) bury(e *entry, now mono, reason string) {
 	e.state, e.at, e.reason = stDead, now, reason
-	q.dead++
+	q.dead[e.item.ID] = e
 	q.st.deadLettered++
 	q.o.log.Info("dead letter", zap.String("id", e.item.ID), zap.Int("failures", e.failures),
 		zap.Int("expiries", e.expiries), zap.String("reason", reason))
@@ -349,11 +420,11 @@ func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Clai
 	if err != nil {
 		return c, err
 	}
-	now := q.o.clock.Now()
-	e.at = now.Add(lease)
+	now := q.now()
+	e.at = now + mono(lease)
 	q.leases.fix(e)
 	q.armLocked(now)
-	c.Deadline = e.at
+	c.Deadline = q.time(e.at)
 	return c, nil
 }
 
@@ -365,10 +436,8 @@ func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		return nil, ErrClosed
 	}
 	var ds []DeadLetter
-	for _, e := range q.ids {
-		if e.state == stDead {
-			ds = append(ds, DeadLetter{Item: e.item, Reason: e.reason, Failures: e.failures, Expiries: e.expiries, At: e.at})
-		}
+	for _, e := range q.dead {
+		ds = append(ds, DeadLetter{Item: e.item, Reason: e.reason, Failures: e.failures, Expiries: e.expiries, At: q.time(e.at)})
 	}
 	slices.SortFunc(ds, func(a, b DeadLetter) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -398,18 +467,18 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 		return ErrClosed
 	}
 	for _, id := range ids {
-		if e := q.ids[id]; e == nil || e.state != stDead {
+		if q.dead[id] == nil {
 			return &notFoundError{id}
 		}
 	}
-	now := q.o.clock.Now()
+	now := q.now()
 	for _, id := range ids {
-		e := q.ids[id]
-		if e.state != stDead {
+		e := q.dead[id]
+		if e == nil {
 			continue // named twice
 		}
+		delete(q.dead, id)
 		e.failures, e.expiries, e.reason = 0, 0, ""
-		q.dead--
 		q.st.requeued++
 		if key := e.item.Key; key != "" {
 			if k := q.keys[key]; k != nil {
@@ -420,7 +489,7 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 			}
 			q.keys[key] = &keyQueue{head: e, tail: e}
 		}
-		q.schedule(e, time.Time{}, now)
+		q.schedule(e, 0, now)
 	}
 	return nil
 }
@@ -450,17 +519,17 @@ func (q *Memory) Close() error {
 // armLocked keeps a timer for the earliest time a delayed item or an
 // expired lease could give a blocked Claim work, while any is blocked.
 // Without blocked claims nothing needs waking: the next Claim looks.
-func (q *Memory) armLocked(now time.Time) {
-	var next time.Time
+func (q *Memory) armLocked(now mono) {
+	var next mono // 0: no timer
 	if q.waiters.len() > 0 && !q.closed {
 		if e := q.delayed.top(); e != nil {
 			next = e.at
 		}
-		if e := q.leases.top(); e != nil && (next.IsZero() || e.at.Before(next)) {
+		if e := q.leases.top(); e != nil && (next == 0 || e.at < next) {
 			next = e.at
 		}
 	}
-	if next.Equal(q.timerAt) && (q.timer != nil) == !next.IsZero() {
+	if next == q.timerAt && (q.timer != nil) == (next != 0) {
 		return
 	}
 	if q.timer != nil {
@@ -468,19 +537,19 @@ func (q *Memory) armLocked(now time.Time) {
 		q.timer = nil
 	}
 	q.timerAt = next
-	if !next.IsZero() {
-		q.timer = q.o.clock.AfterFunc(max(next.Sub(now), 0), q.onTimer)
+	if next != 0 {
+		q.timer = q.o.clock.AfterFunc(time.Duration(max(next-now, 0)), q.onTimer)
 	}
 }
 
 func (q *Memory) onTimer() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.timer, q.timerAt = nil, time.Time{}
+	q.timer, q.timerAt = nil, 0
 	if q.closed {
 		return
 	}
-	now := q.o.clock.Now()
+	now := q.now()
 	q.promote(now)
 	q.armLocked(now)
 }
@@ -509,10 +578,10 @@ func (q *Memory) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if !q.closed {
-		q.promote(q.o.clock.Now())
+		q.promote(q.now())
 	}
 	return Stats{
-		Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: q.dead,
+		Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: len(q.dead),
 		Enqueued: q.st.enqueued, Duplicates: q.st.duplicates, Claimed: q.st.claimed, Done: q.st.done,
 		Retried: q.st.retried, DeadLettered: q.st.deadLettered, LeaseExpiries: q.st.expired, Requeued: q.st.requeued,
 	}

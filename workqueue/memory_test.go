@@ -153,6 +153,10 @@ func TestGeneratedIDs(t *testing.T) {
 		seen[c.ID] = true
 		f.ack(c)
 	}
+	// A generated ID cannot be given back: dedup would not see it.
+	if err := f.Enqueue(context.Background(), Item{ID: f.nextIDForTest(), Payload: []byte("x")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "prefix") {
+		t.Fatalf("Enqueue with a generated-looking ID: %v", err)
+	}
 	// Another queue's IDs differ too.
 	g := newFixture(t)
 	g.enqueue(Item{Payload: []byte("x")})
@@ -564,4 +568,10 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 	if s := q.Stats(); s.Done != producers*per || s.Depth() != 0 || s.InFlight != 0 {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+func (q *Memory) nextIDForTest() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.nextID()
 }

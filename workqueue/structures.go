@@ -78,7 +78,7 @@ func (h entryHeap) fix(e *entry) {
 	}
 }
 
-func (h entryHeap) less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h entryHeap) less(i, j int) bool { return h[i].at < h[j].at }
 
 func (h entryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
