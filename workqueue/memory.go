@@ -247,9 +247,7 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 			return Claim{}, err
 		}
 		now := q.now()
-		q.promote(now)
-		if e := q.ready.pop(); e != nil {
-			c := q.grant(e, now, lease)
+		if c, ok := q.takeLocked(now, lease); ok {
 			if w != nil && q.ready.len() > 0 {
 				q.waiters.wakeOne() // more work: pass the wake-up on
 			}
@@ -276,6 +274,15 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 			return Claim{}, ctx.Err()
 		}
 	}
+}
+
+// takeLocked claims the next ready item, if there is one.
+func (q *Memory) takeLocked(now mono, lease time.Duration) (Claim, bool) {
+	q.promote(now)
+	if e := q.ready.pop(); e != nil {
+		return q.grant(e, now, lease), true
+	}
+	return Claim{}, false
 }
 
 // grant leases e to a caller of Claim.
