@@ -18,8 +18,9 @@ import (
 // It is safe for concurrent use. Make one with NewMemory.
 type Memory struct {
 	o      options
-	prefix string    // of generated IDs
-	base   time.Time // when made, for cheap readings of the real clock
+	prefix string        // of generated IDs
+	base   time.Time     // when made: times are kept as nanoseconds since
+	coarse *clock.Coarse // the real clock, read cheaply; nil on a fake one
 
 	mu      sync.Mutex
 	closed  bool
@@ -94,6 +95,9 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	for i := range q.counter {
 		q.counter[i] = '0'
 	}
+	if o.clock == clock.Real {
+		q.coarse = clock.NewCoarse(q.base)
+	}
 	return q, nil
 }
 
@@ -101,11 +105,13 @@ func NewMemory(opts ...Option) (*Memory, error) {
 // to read and compare than a time.Time, and every claim reads one.
 type mono int64
 
-// now reads the queue's clock; the real clock for its monotonic part
-// only, which costs half as much as time.Now.
+// now reads the queue's clock. The real clock is read through a Coarse
+// clock, up to about a millisecond behind: a claim's Deadline may be that
+// much earlier than now plus its lease, never later, and the queue takes
+// an item back no earlier than the Deadline it reported.
 func (q *Memory) now() mono {
-	if q.o.clock == clock.Real {
-		return mono(time.Since(q.base))
+	if q.coarse != nil {
+		return mono(q.coarse.Since())
 	}
 	return mono(q.o.clock.Now().Sub(q.base))
 }
@@ -127,8 +133,8 @@ func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
 func (q *Memory) nextID() string {
 	n := len(q.prefix) + idDigits
 	if q.genIDs == "" {
-		buf := make([]byte, 0, idChunk*n)
-		for range idChunk {
+		buf := make([]byte, idChunk*n)
+		for j := range idChunk {
 			for i := idDigits - 1; i >= 0; i-- { // add one
 				if q.counter[i] == 'f' {
 					q.counter[i] = '0'
@@ -141,7 +147,8 @@ func (q *Memory) nextID() string {
 				}
 				break
 			}
-			buf = append(append(buf, q.prefix...), q.counter[:]...)
+			copy(buf[j*n:], q.prefix)
+			copy(buf[j*n+len(q.prefix):], q.counter[:])
 		}
 		q.genIDs = string(buf)
 	}
@@ -176,19 +183,22 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		return ErrClosed
 	}
 	for i := range items {
-		it := items[i]
-		e := q.newEntry()
-		if it.ID == "" {
-			it.ID = q.nextID()
-		} else if _, ok := q.ids[it.ID]; ok {
-			q.st.duplicates++
-			q.free = append(q.free, e)
-			continue
-		} else {
-			q.ids[it.ID], e.given = e, true
+		given := items[i].ID != ""
+		if given {
+			if _, ok := q.ids[items[i].ID]; ok {
+				q.st.duplicates++
+				continue
+			}
 		}
+		e := q.newEntry()
+		e.item = items[i]
+		it := &e.item
 		it.Attempt = 0
-		e.item = it
+		if given {
+			q.ids[it.ID], e.given = e, true
+		} else {
+			it.ID = q.nextID()
+		}
 		q.st.enqueued++
 		if it.Key != "" {
 			if k := q.keys[it.Key]; k != nil {
@@ -199,7 +209,11 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 			}
 			q.keys[it.Key] = &keyQueue{head: e, tail: e}
 		}
-		if !it.NotBefore.IsZero() && now == 0 {
+		if it.NotBefore.IsZero() {
+			q.schedule(e, 0, 0)
+			continue
+		}
+		if now == 0 {
 			now = q.now()
 		}
 		q.schedule(e, q.mono(it.NotBefore), now)
@@ -231,7 +245,7 @@ func (q *Memory) newEntry() *entry {
 
 // Claim takes the next claimable item, leasing it for lease, and blocks
 // until there is one, ctx ends, or the queue closes.
-func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) {
+func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err error) {
 	if lease <= 0 {
 		return Claim{}, invalid("lease %v: want more than 0", lease)
 	}
@@ -247,7 +261,7 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 			return Claim{}, err
 		}
 		now := q.now()
-		if c, ok := q.takeLocked(now, lease); ok {
+		if q.takeLocked(now, lease, &c) {
 			if w != nil && q.ready.len() > 0 {
 				q.waiters.wakeOne() // more work: pass the wake-up on
 			}
@@ -276,23 +290,20 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (Claim, error) 
 	}
 }
 
-// takeLocked claims the next ready item, if there is one.
-func (q *Memory) takeLocked(now mono, lease time.Duration) (Claim, bool) {
+// takeLocked claims the next ready item into c, if there is one.
+func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	q.promote(now)
-	if e := q.ready.pop(); e != nil {
-		return q.grant(e, now, lease), true
+	e := q.ready.pop()
+	if e == nil {
+		return false
 	}
-	return Claim{}, false
-}
-
-// grant leases e to a caller of Claim.
-func (q *Memory) grant(e *entry, now mono, lease time.Duration) Claim {
 	q.token++
 	e.state, e.token, e.at = stClaimed, q.token, now+mono(lease)
 	e.item.Attempt++
 	q.leases.push(e)
 	q.st.claimed++
-	return Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	*c = Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	return true
 }
 
 // promote makes delayed items whose time has come ready, and takes back
@@ -320,13 +331,13 @@ func (q *Memory) promote(now mono) {
 }
 
 // held returns the entry of a claim that is still held.
-func (q *Memory) held(c Claim) (*entry, error) {
+func (q *Memory) held(c *Claim) (*entry, error) {
 	if q.closed {
 		return nil, ErrClosed
 	}
 	e := c.e
 	if e == nil || e.q != q || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
-		return nil, notHeld(c)
+		return nil, notHeld(*c)
 	}
 	return e, nil
 }
@@ -336,7 +347,7 @@ func (q *Memory) held(c Claim) (*entry, error) {
 func (q *Memory) Ack(ctx context.Context, c Claim) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, err := q.held(c)
+	e, err := q.held(&c)
 	if err != nil {
 		return err
 	}
@@ -386,7 +397,7 @@ func (q *Memory) advanceKey(e *entry, now mono) {
 func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, err := q.held(c)
+	e, err := q.held(&c)
 	if err != nil {
 		return err
 	}
@@ -423,7 +434,7 @@ func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Clai
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e, err := q.held(c)
+	e, err := q.held(&c)
 	if err != nil {
 		return c, err
 	}
@@ -520,6 +531,9 @@ func (q *Memory) Close() error {
 		q.timer = nil
 	}
 	q.waiters.wakeAll()
+	if q.coarse != nil {
+		q.coarse.Close()
+	}
 	return nil
 }
 

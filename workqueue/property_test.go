@@ -155,8 +155,9 @@ func (m *model) accept(id, key string) {
 }
 
 func (m *model) claim() {
+	var c Claim
 	m.f.mu.Lock()
-	c, ok := m.f.takeLocked(m.f.now(), time.Duration(1+m.r.IntN(5))*time.Second)
+	ok := m.f.takeLocked(m.f.now(), time.Duration(1+m.r.IntN(5))*time.Second, &c)
 	m.f.mu.Unlock()
 	if !ok {
 		return
@@ -263,7 +264,7 @@ func (m *model) check(when string) {
 	// No item is held by two claims; a key holds at most one claim.
 	heldBy, keyHeld := map[string]uint64{}, map[string]string{}
 	for _, c := range m.claims {
-		if _, err := q.held(c); err != nil {
+		if _, err := q.held(&c); err != nil {
 			continue
 		}
 		if tok, ok := heldBy[c.ID]; ok && tok != c.Token {
@@ -288,8 +289,9 @@ func (m *model) check(when string) {
 func (m *model) drain() {
 	for range 10000 {
 		m.f.clk.Advance(time.Hour)
+		var c Claim
 		m.f.mu.Lock()
-		c, ok := m.f.takeLocked(m.f.now(), time.Minute)
+		ok := m.f.takeLocked(m.f.now(), time.Minute, &c)
 		m.f.mu.Unlock()
 		if !ok {
 			if s := m.f.Stats(); s.Depth()+s.InFlight == 0 {
