@@ -37,7 +37,9 @@ type Memory struct {
 	genIDs  string         // generated IDs not yet used
 	dead    map[string]*entry
 	free    []*entry
-	behind  int // items behind an earlier one of their key
+	behind  int    // items behind an earlier one of their key
+	seq     uint64 // items placed, for their order
+	j       *journal // the log, for a durable queue
 	st      counters
 }
 
@@ -54,6 +56,7 @@ type entry struct {
 	reason   string
 	next     *entry // behind this one on its key
 	given    bool   // its ID was given, so it is in ids
+	seq      uint64 // queue order: enqueued or requeued
 }
 
 type state uint8
@@ -177,10 +180,11 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		}
 	}
 	var now mono // read when first needed
+	var g *group
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return ErrClosed
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return err
 	}
 	for i := range items {
 		given := items[i].ID != ""
@@ -200,25 +204,50 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 			it.ID = q.nextID()
 		}
 		q.st.enqueued++
-		if it.Key != "" {
-			if k := q.keys[it.Key]; k != nil {
-				k.tail.next, k.tail = e, e
-				e.state = stBehind
-				q.behind++
-				continue
-			}
-			q.keys[it.Key] = &keyQueue{head: e, tail: e}
+		if q.j != nil {
+			g = q.j.add(&record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
 		}
-		if it.NotBefore.IsZero() {
-			q.schedule(e, 0, 0)
-			continue
-		}
-		if now == 0 {
+		if !it.NotBefore.IsZero() && now == 0 {
 			now = q.now()
 		}
-		q.schedule(e, q.mono(it.NotBefore), now)
+		q.place(e, q.mono(it.NotBefore), now)
+	}
+	q.mu.Unlock()
+	return g.wait()
+}
+
+// place queues e behind the items of its key, or schedules it at at.
+func (q *Memory) place(e *entry, at, now mono) {
+	q.seq++
+	e.seq = q.seq
+	if key := e.item.Key; key != "" {
+		if k := q.keys[key]; k != nil {
+			k.tail.next, k.tail = e, e
+			e.state = stBehind
+			q.behind++
+			return
+		}
+		q.keys[key] = &keyQueue{head: e, tail: e}
+	}
+	q.schedule(e, at, now)
+}
+
+// usable says why the queue cannot be used, if it cannot; q.mu held.
+func (q *Memory) usable() error {
+	if q.closed {
+		return ErrClosed
+	}
+	if q.j != nil {
+		return q.j.failed()
 	}
 	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // schedule makes e ready, or delays it until at if that is after now.
@@ -252,9 +281,9 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err e
 	var w *waiter
 	q.mu.Lock()
 	for {
-		if q.closed {
+		if err := q.usable(); err != nil {
 			q.mu.Unlock()
-			return Claim{}, ErrClosed
+			return Claim{}, err
 		}
 		if err := ctx.Err(); err != nil {
 			q.mu.Unlock()
@@ -332,8 +361,8 @@ func (q *Memory) promote(now mono) {
 
 // held returns the entry of a claim that is still held.
 func (q *Memory) held(c *Claim) (*entry, error) {
-	if q.closed {
-		return nil, ErrClosed
+	if err := q.usable(); err != nil {
+		return nil, err
 	}
 	e := c.e
 	if e == nil || e.q != q || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
@@ -346,15 +375,20 @@ func (q *Memory) held(c *Claim) (*entry, error) {
 // counts if the queue has not yet given the item to anyone else.
 func (q *Memory) Ack(ctx context.Context, c Claim) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	e, err := q.held(&c)
 	if err != nil {
+		q.mu.Unlock()
 		return err
 	}
 	q.leases.remove(e)
 	q.st.done++
+	var g *group
+	if q.j != nil {
+		g = q.j.add(&record{kind: recAck, id: e.item.ID})
+	}
 	q.finish(e)
-	return nil
+	q.mu.Unlock()
+	return g.wait()
 }
 
 // finish forgets a done item and lets the next of its key go.
@@ -396,9 +430,9 @@ func (q *Memory) advanceKey(e *entry, now mono) {
 // or when reason is Permanent.
 func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	e, err := q.held(&c)
 	if err != nil {
+		q.mu.Unlock()
 		return err
 	}
 	q.leases.remove(e)
@@ -408,23 +442,33 @@ func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 		e.reason = reason.Error()
 	}
 	now := q.now()
+	var g *group
 	if e.failures >= q.o.retry.MaxFailures || IsPermanent(reason) {
-		q.bury(e, now, e.reason)
-		return nil
+		g = q.bury(e, now, e.reason)
+	} else {
+		q.st.retried++
+		at := now + mono(q.o.retry.backoff(e.failures))
+		if q.j != nil {
+			g = q.j.add(&record{kind: recRetry, id: e.item.ID, failures: e.failures, expiries: e.expiries, notBefore: q.time(at).UnixNano()})
+		}
+		q.schedule(e, at, now)
 	}
-	q.st.retried++
-	q.schedule(e, now+mono(q.o.retry.backoff(e.failures)), now)
-	return nil
+	q.mu.Unlock()
+	return g.wait()
 }
 
 // bury makes e a dead letter.
-func (q *Memory) bury(e *entry, now mono, reason string) {
+func (q *Memory) bury(e *entry, now mono, reason string) (g *group) {
 	e.state, e.at, e.reason = stDead, now, reason
 	q.dead[e.item.ID] = e
+	if q.j != nil {
+		g = q.j.add(&record{kind: recDead, id: e.item.ID, failures: e.failures, expiries: e.expiries, at: q.time(now).UnixNano(), reason: reason})
+	}
 	q.st.deadLettered++
 	q.o.log.Info("dead letter", zap.String("id", e.item.ID), zap.Int("failures", e.failures),
 		zap.Int("expiries", e.expiries), zap.String("reason", reason))
 	q.advanceKey(e, now)
+	return g
 }
 
 // Extend renews the lease of a held claim to lease from now.
@@ -480,16 +524,18 @@ func cmpString(a, b string) int {
 // with a key goes behind the items of its key now in the queue.
 func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return ErrClosed
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return err
 	}
 	for _, id := range ids {
 		if q.dead[id] == nil {
+			q.mu.Unlock()
 			return &notFoundError{id}
 		}
 	}
 	now := q.now()
+	var g *group
 	for _, id := range ids {
 		e := q.dead[id]
 		if e == nil {
@@ -498,18 +544,13 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 		delete(q.dead, id)
 		e.failures, e.expiries, e.reason = 0, 0, ""
 		q.st.requeued++
-		if key := e.item.Key; key != "" {
-			if k := q.keys[key]; k != nil {
-				k.tail.next, k.tail = e, e
-				e.state = stBehind
-				q.behind++
-				continue
-			}
-			q.keys[key] = &keyQueue{head: e, tail: e}
+		if q.j != nil {
+			g = q.j.add(&record{kind: recRequeue, id: id})
 		}
-		q.schedule(e, 0, now)
+		q.place(e, 0, now)
 	}
-	return nil
+	q.mu.Unlock()
+	return g.wait()
 }
 
 type notFoundError struct{ id string }
@@ -521,8 +562,8 @@ func (e *notFoundError) Unwrap() error { return ErrNotFound }
 // what it held is dropped. It is idempotent.
 func (q *Memory) Close() error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return nil
 	}
 	q.closed = true
@@ -531,8 +572,12 @@ func (q *Memory) Close() error {
 		q.timer = nil
 	}
 	q.waiters.wakeAll()
+	q.mu.Unlock()
 	if q.coarse != nil {
 		q.coarse.Close()
+	}
+	if q.j != nil {
+		return q.j.close() // writes what is pending first
 	}
 	return nil
 }

@@ -1,0 +1,158 @@
+package workqueue
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Disk is a durable work queue: a Memory whose changes are logged to a
+// file in its directory, so that it survives the process being killed
+// with nothing lost. Enqueue, Ack, Nack and Requeue return once their
+// change is on disk (fsynced); changes made meanwhile by other callers
+// share one write and one fsync, so throughput grows with the number of
+// callers while each waits about one fsync.
+//
+// Claims are not logged: after a restart every item that was claimed is
+// claimable again, as if its lease had expired, but without counting an
+// expiry, since the queue cannot tell a crashed worker from its own
+// crash. An item acked just before a crash may therefore run again after
+// it if its Ack had not returned; an item whose Ack returned never does.
+//
+// One process at a time may open a directory; a second gets an error.
+type Disk struct {
+	*Memory
+	unlock func()
+}
+
+// OpenDisk opens the durable queue in dir, creating the directory if it
+// does not exist, and restores what it held. The options are those of
+// NewMemory.
+func OpenDisk(dir string, opts ...Option) (*Disk, error) {
+	if dir == "" {
+		return nil, invalid("empty directory")
+	}
+	q, err := NewMemory(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		q.Close()
+		return nil, fmt.Errorf("workqueue: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Disk, error) {
+		q.Close()
+		unlock()
+		return nil, fmt.Errorf("workqueue: opening %s: %w", dir, err)
+	}
+	live, size, err := replay(dir)
+	if err != nil {
+		return fail(err)
+	}
+	q.mu.Lock()
+	now := q.now()
+	for _, l := range live {
+		q.restore(l, now)
+	}
+	q.mu.Unlock()
+	j, err := openJournal(dir, size)
+	if err != nil {
+		return fail(err)
+	}
+	q.j = j
+	return &Disk{Memory: q, unlock: unlock}, nil
+}
+
+// Close writes what is pending, closes the log and unlocks the
+// directory. It is idempotent.
+func (d *Disk) Close() error {
+	err := d.Memory.Close()
+	if d.unlock != nil {
+		d.unlock()
+		d.unlock = nil
+	}
+	return err
+}
+
+// liveItem is an item the log says the queue holds.
+type liveItem struct {
+	seq                int // order: enqueued or requeued
+	item               Item
+	failures, expiries int
+	retryAt            int64 // Unix ns after a failure, or 0
+	dead               bool
+	deadAt             int64
+	reason             string
+}
+
+// replay reads the log and returns what it holds, in queue order, and the
+// length of its whole records.
+func replay(dir string) ([]*liveItem, int64, error) {
+	byID := map[string]*liveItem{}
+	n := 0
+	size, err := readLog(dir+string(os.PathSeparator)+logName, func(r record) {
+		n++
+		l := byID[r.id]
+		switch r.kind {
+		case recEnqueue:
+			if l == nil {
+				it := Item{ID: r.id, Key: r.key, Payload: r.payload}
+				if r.notBefore != 0 {
+					it.NotBefore = time.Unix(0, r.notBefore)
+				}
+				byID[r.id] = &liveItem{seq: n, item: it}
+			}
+		case recAck:
+			delete(byID, r.id)
+		case recRetry:
+			if l != nil {
+				l.failures, l.expiries, l.retryAt = r.failures, r.expiries, r.notBefore
+			}
+		case recDead:
+			if l != nil {
+				l.dead, l.failures, l.expiries, l.deadAt, l.reason = true, r.failures, r.expiries, r.at, r.reason
+			}
+		case recRequeue:
+			if l != nil {
+				*l = liveItem{seq: n, item: l.item}
+			}
+		}
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	live := make([]*liveItem, 0, len(byID))
+	for _, l := range byID {
+		live = append(live, l)
+	}
+	slices.SortFunc(live, func(a, b *liveItem) int { return a.seq - b.seq })
+	return live, size, nil
+}
+
+// restore puts back an item from the log; q.mu held.
+func (q *Memory) restore(l *liveItem, now mono) {
+	e := q.newEntry()
+	e.item = l.item
+	// Attempts are not logged; those the counts show are a lower bound.
+	e.item.Attempt = l.failures + l.expiries
+	e.failures, e.expiries, e.reason = l.failures, l.expiries, l.reason
+	q.ids[e.item.ID], e.given = e, true
+	if l.dead {
+		q.seq++
+		e.seq = q.seq
+		e.state, e.at = stDead, q.mono(time.Unix(0, l.deadAt))
+		q.dead[e.item.ID] = e
+		return
+	}
+	at := q.mono(e.item.NotBefore)
+	if l.retryAt != 0 {
+		at = q.mono(time.Unix(0, l.retryAt))
+	}
+	q.place(e, at, now)
+}

@@ -1,0 +1,343 @@
+package workqueue
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+)
+
+// The durable queue keeps a write-ahead log of what changed: items
+// enqueued, acked, retried, buried and requeued. Claims are not logged:
+// after a restart every claimed item is claimable again.
+//
+// A record is a little-endian uint32 length, a uint32 CRC-32C of the
+// body, and the body: a kind byte and its fields, strings and bytes with
+// uvarint lengths, numbers as varints. A torn or corrupt tail, as a kill
+// leaves, ends the log; opening cuts it off.
+
+const (
+	recEnqueue = 'E' // id, key, not-before, payload
+	recAck     = 'A' // id
+	recRetry   = 'R' // id, failures, expiries, not-before
+	recDead    = 'D' // id, failures, expiries, at, reason
+	recRequeue = 'Q' // id
+)
+
+const logName = "queue.log"
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// record is one decoded log record. Times are Unix nanoseconds, 0 for
+// none.
+type record struct {
+	kind               byte
+	id, key, reason    string
+	payload            []byte
+	notBefore, at      int64
+	failures, expiries int
+}
+
+func appendRecord(buf []byte, r *record) []byte {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, r.kind)
+	buf = appendString(buf, r.id)
+	switch r.kind {
+	case recEnqueue:
+		buf = appendString(buf, r.key)
+		buf = binary.AppendVarint(buf, r.notBefore)
+		buf = appendString(buf, string(r.payload))
+	case recRetry:
+		buf = binary.AppendVarint(buf, int64(r.failures))
+		buf = binary.AppendVarint(buf, int64(r.expiries))
+		buf = binary.AppendVarint(buf, r.notBefore)
+	case recDead:
+		buf = binary.AppendVarint(buf, int64(r.failures))
+		buf = binary.AppendVarint(buf, int64(r.expiries))
+		buf = binary.AppendVarint(buf, r.at)
+		buf = appendString(buf, r.reason)
+	}
+	body := buf[start+8:]
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(body, crcTable))
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// maxRecord bounds a record's body: the largest payload, ID, key and
+// reason with room to spare. A length beyond it is corruption.
+const maxRecord = 1<<30 - 1
+
+var errCorrupt = errors.New("corrupt record")
+
+// decodeRecord decodes a body.
+func decodeRecord(body []byte) (record, error) {
+	d := decoder{b: body}
+	r := record{kind: d.byte()}
+	r.id = d.string()
+	switch r.kind {
+	case recEnqueue:
+		r.key = d.string()
+		r.notBefore = d.varint()
+		r.payload = []byte(d.string())
+	case recAck, recRequeue:
+	case recRetry:
+		r.failures, r.expiries = int(d.varint()), int(d.varint())
+		r.notBefore = d.varint()
+	case recDead:
+		r.failures, r.expiries = int(d.varint()), int(d.varint())
+		r.at = d.varint()
+		r.reason = d.string()
+	default:
+		return r, fmt.Errorf("%w: kind %q", errCorrupt, r.kind)
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return r, fmt.Errorf("%w: kind %q", errCorrupt, r.kind)
+	}
+	return r, nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)-k) {
+		d.err = errCorrupt
+		return ""
+	}
+	s := string(d.b[k : k+int(n)])
+	d.b = d.b[k+int(n):]
+	return s
+}
+
+// readLog calls fn for each whole record of the log at path, in order,
+// and returns the length of the whole records: what follows is a torn or
+// corrupt tail.
+func readLog(path string, fn func(record)) (int64, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return readRecords(bufio.NewReaderSize(f, 1<<20), fn), nil
+}
+
+// readRecords calls fn for each whole record read from br, and returns
+// the length of the whole records.
+func readRecords(br io.Reader, fn func(record)) int64 {
+	var good int64
+	var head [8]byte
+	var body []byte
+	for {
+		if _, err := io.ReadFull(br, head[:]); err != nil {
+			return good // the end, or a torn header
+		}
+		n := binary.LittleEndian.Uint32(head[:])
+		if n == 0 || n > maxRecord {
+			return good
+		}
+		// Memory grows with the bytes actually read, not with what a
+		// corrupt length claims.
+		body = body[:0]
+		for len(body) < int(n) {
+			k := min(int(n)-len(body), 1<<20)
+			body = slices.Grow(body, k)
+			if _, err := io.ReadFull(br, body[len(body):len(body)+k]); err != nil {
+				return good
+			}
+			body = body[:len(body)+k]
+		}
+		if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(head[4:]) {
+			return good
+		}
+		r, err := decodeRecord(body)
+		if err != nil {
+			return good
+		}
+		fn(r)
+		good += 8 + int64(n)
+	}
+}
+
+// journal appends records to the log and makes them durable in groups:
+// the operations that append while one group is being written and
+// synced wait for the next, which writes them all with one fsync.
+type journal struct {
+	dir string
+
+	mu      sync.Mutex
+	f       *os.File
+	size    int64  // bytes in the file
+	buf     []byte // appended, not yet written
+	cur     *group // what buf will be written as
+	err     error  // a failed write or sync: the log is no longer whole
+	closing bool
+	wake    chan struct{} // buffered: buf has records
+	done    chan struct{} // closed when the committer has stopped
+}
+
+// group is the records one write and fsync make durable.
+type group struct {
+	done chan struct{} // closed once written and synced, or failed
+	err  error
+}
+
+func newGroup() *group { return &group{done: make(chan struct{})} }
+
+// wait waits until the group is durable; a nil group (no log) at once.
+func (g *group) wait() error {
+	if g == nil {
+		return nil
+	}
+	<-g.done
+	return g.err
+}
+
+// openJournal opens the log in dir for appending after its first size
+// bytes (the whole records), cutting off a torn tail.
+func openJournal(dir string, size int64) (*journal, error) {
+	f, err := os.OpenFile(filepath.Join(dir, logName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	j := &journal{dir: dir, f: f, size: size, cur: newGroup(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go j.commit()
+	return j, nil
+}
+
+// add appends r and returns the group that will make it durable.
+func (j *journal) add(r *record) *group {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.buf = appendRecord(j.buf, r)
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	return j.cur
+}
+
+// failed returns the error that broke the log, if any.
+func (j *journal) failed() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// commit writes and syncs groups until the journal closes.
+func (j *journal) commit() {
+	defer close(j.done)
+	var spare []byte
+	for {
+		<-j.wake
+		j.mu.Lock()
+		buf, g, closing := j.buf, j.cur, j.closing
+		j.buf, j.cur = spare[:0], newGroup()
+		f, err := j.f, j.err
+		j.mu.Unlock()
+		if err == nil && len(buf) > 0 {
+			if _, err = f.Write(buf); err == nil {
+				err = f.Sync()
+			}
+			if err != nil {
+				err = fmt.Errorf("workqueue: writing the log: %w", err)
+			}
+		}
+		j.mu.Lock()
+		if err != nil && j.err == nil {
+			j.err = err
+		}
+		j.size += int64(len(buf))
+		j.mu.Unlock()
+		g.err = err
+		close(g.done)
+		spare = buf
+		if closing {
+			return
+		}
+	}
+}
+
+// close writes what is pending, stops the committer and closes the file.
+func (j *journal) close() error {
+	j.mu.Lock()
+	if j.closing {
+		j.mu.Unlock()
+		<-j.done
+		return nil
+	}
+	j.closing = true
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	j.mu.Unlock()
+	<-j.done
+	err := j.failed()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a directory's entries durable (a created or renamed file).
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
