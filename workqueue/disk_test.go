@@ -36,7 +36,7 @@ func TestDiskRestoresWhatItHeld(t *testing.T) {
 	f.enqueue(item("done"), Item{ID: "k1", Key: "k", Payload: []byte("1")}, Item{ID: "k2", Key: "k", Payload: []byte("2")},
 		Item{ID: "later", Payload: []byte("x"), NotBefore: t0.Add(time.Hour)}, item("dies"), item("held"), item("revived"))
 	f.enqueue(Item{Payload: []byte("generated")})
-	f.ack(f.claim(time.Minute))                        // done
+	f.ack(f.claim(time.Minute))                       // done
 	f.nack(f.claim(time.Minute), errors.New("flaky")) // k1: retry in a second
 	dies := f.claim(time.Minute)
 	f.nack(dies, Permanent(errors.New("bad input")))

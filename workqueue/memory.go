@@ -37,8 +37,8 @@ type Memory struct {
 	genIDs  string         // generated IDs not yet used
 	dead    map[string]*entry
 	free    []*entry
-	behind  int    // items behind an earlier one of their key
-	seq     uint64 // items placed, for their order
+	behind  int      // items behind an earlier one of their key
+	seq     uint64   // items placed, for their order
 	j       *journal // the log, for a durable queue
 	st      counters
 }
