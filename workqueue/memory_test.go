@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if arg := os.Getenv(crashChildEnv); arg != "" {
+		os.Exit(crashChild(arg)) // a worker process of TestCrash
+	}
 	goleak.VerifyTestMain(m)
 }
 
