@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/distkit/distkit/internal/clock"
 	"go.uber.org/zap"
@@ -22,25 +23,27 @@ type Memory struct {
 	base   time.Time     // when made: times are kept as nanoseconds since
 	coarse *clock.Coarse // the real clock, read cheaply; nil on a fake one
 
-	mu      sync.Mutex
-	closed  bool
-	ids     map[string]*entry // every item held, by ID
-	ready   ring              // claimable now, in order
-	delayed entryHeap         // waiting for their time: not-before or backoff
-	leases  entryHeap         // claimed, by deadline
-	keys    map[string]*keyQueue
-	waiters waiterList // Claims blocked for want of items
-	timer   clock.Timer
-	timerAt mono
-	token   uint64
-	counter [idDigits]byte // the last generated ID's number, in hex
-	genIDs  string         // generated IDs not yet used
-	dead    map[string]*entry
-	free    []*entry
-	behind  int      // items behind an earlier one of their key
-	seq     uint64   // items placed, for their order
-	j       *journal // the log, for a durable queue
-	st      counters
+	mu           sync.Mutex
+	closed       bool
+	ids          map[string]*entry // every item held, by ID
+	ready        ring              // claimable now, in order
+	delayed      entryHeap         // waiting for their time: not-before or backoff
+	leases       entryHeap         // claimed, by deadline
+	keys         map[string]*keyQueue
+	waiters      waiterList // Claims blocked for want of items
+	timer        clock.Timer
+	timerAt      mono
+	token        uint64
+	counter      [idDigits]byte // the last generated ID's number, in hex
+	genIDs       string         // generated IDs not yet used
+	dead         map[string]*entry
+	free         []*entry
+	behind       int       // items behind an earlier one of their key
+	seq          uint64    // items placed, for their order
+	j            *journal  // the log, for a durable queue
+	lastAt       mono      // the last deadline converted
+	lastDeadline time.Time // and what it converted to
+	st           counters
 }
 
 // entry is the queue's record of one item.
@@ -130,6 +133,15 @@ func (q *Memory) mono(t time.Time) mono {
 // time converts m to a time.Time.
 func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
 
+// deadline converts a lease's end to a time.Time, reusing the last
+// conversion: claims within one tick of the coarse clock share it.
+func (q *Memory) deadline(m mono) time.Time {
+	if m != q.lastAt || q.lastDeadline.IsZero() {
+		q.lastAt, q.lastDeadline = m, q.time(m)
+	}
+	return q.lastDeadline
+}
+
 // nextID returns a new generated ID: the queue's prefix and a counter in
 // idDigits hex digits. They are made idChunk at a time into one string,
 // so that each costs no allocation of its own, by counting in place.
@@ -153,7 +165,7 @@ func (q *Memory) nextID() string {
 			copy(buf[j*n:], q.prefix)
 			copy(buf[j*n+len(q.prefix):], q.counter[:])
 		}
-		q.genIDs = string(buf)
+		q.genIDs = unsafe.String(&buf[0], len(buf)) // buf is never written again
 	}
 	id := q.genIDs[:n]
 	q.genIDs = q.genIDs[n:]
@@ -331,7 +343,7 @@ func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	e.item.Attempt++
 	q.leases.push(e)
 	q.st.claimed++
-	*c = Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
 	return true
 }
 
