@@ -19,7 +19,7 @@ func (g *Gatherer[Req, Resp, Out]) hedgeDelay() time.Duration {
 		return h.After
 	}
 	if g.hedgeCalls.Add(1)%delayEvery == 1 || g.delay.Load() == 0 {
-		qs, n := g.leafLat.quantiles(h.Percentile)
+		qs, n := g.leafLat.Quantiles(h.Percentile)
 		d := h.After
 		if n >= minSamples {
 			d = max(qs[0], time.Microsecond)
@@ -163,7 +163,7 @@ func (h *hedging[Req, Resp, Out]) attempt(ctx context.Context, k int, begun time
 		// request took longer than this; a replica's own time is a full
 		// sample of what a request takes, which keeps the percentile
 		// from drifting up on the hedged requests' latencies.
-		h.g.leafLat.add(time.Since(begun))
+		h.g.leafLat.Add(time.Since(begun))
 	}
 	if first {
 		h.deliver(answer[Resp]{resp: resp, lat: time.Since(h.start), hedges: sent - 1, winner: k})

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/distkit/distkit/internal/latency"
 )
 
 // Leaf answers one part of a scattered request: typically one shard of
@@ -124,7 +126,7 @@ type Gatherer[Req, Resp, Out any] struct {
 
 	mu               sync.Mutex
 	c                counters
-	leafLat, callLat *latencies
+	leafLat, callLat *latency.Window
 }
 
 var _ Leaf[int, int] = (*Gatherer[int, int, int])(nil)
@@ -155,7 +157,7 @@ func New[Req, Resp, Out any](targets []Target[Req, Resp], reduce Reducer[Resp, O
 		o:       o,
 		log:     o.logger.Named("scattergather"),
 	}
-	g.leafLat, g.callLat = newLatencies(&g.mu), newLatencies(&g.mu)
+	g.leafLat, g.callLat = latency.New(&g.mu), latency.New(&g.mu)
 	seen := make(map[string]int, len(targets))
 	for i, t := range targets {
 		if t.Name == "" {

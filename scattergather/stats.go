@@ -48,9 +48,9 @@ func (g *Gatherer[Req, Resp, Out]) Stats() Stats {
 			s.HedgeDelay = time.Duration(d)
 		}
 	}
-	q, _ := g.callLat.quantiles(0.5, 0.9, 0.99)
+	q, _ := g.callLat.Quantiles(0.5, 0.9, 0.99)
 	s.CallP50, s.CallP90, s.CallP99 = q[0], q[1], q[2]
-	q, _ = g.leafLat.quantiles(0.5, 0.9, 0.99)
+	q, _ = g.leafLat.Quantiles(0.5, 0.9, 0.99)
 	s.LeafP50, s.LeafP90, s.LeafP99 = q[0], q[1], q[2]
 	return s
 }
@@ -78,8 +78,8 @@ func (g *Gatherer[Req, Resp, Out]) record(res *Result[Out], success bool) {
 	c.hedgesWon += uint64(res.HedgesWon)
 	for i := range res.Leaves {
 		if res.Leaves[i].Outcome == OK {
-			g.leafLat.addLocked(res.Leaves[i].Latency)
+			g.leafLat.AddLocked(res.Leaves[i].Latency)
 		}
 	}
-	g.callLat.addLocked(res.Elapsed)
+	g.callLat.AddLocked(res.Elapsed)
 }

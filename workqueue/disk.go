@@ -139,6 +139,7 @@ func replay(dir string) ([]*liveItem, int64, error) {
 func (q *Memory) restore(l *liveItem, now mono) {
 	e := q.newEntry()
 	e.item = l.item
+	e.enq = unknownTime
 	// Attempts are not logged; those the counts show are a lower bound.
 	e.item.Attempt = l.failures + l.expiries
 	e.failures, e.expiries, e.reason = l.failures, l.expiries, l.reason

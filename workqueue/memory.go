@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/distkit/distkit/internal/clock"
+	"github.com/distkit/distkit/internal/latency"
 	"go.uber.org/zap"
 )
 
@@ -38,11 +40,13 @@ type Memory struct {
 	genIDs       string         // generated IDs not yet used
 	dead         map[string]*entry
 	free         []*entry
-	behind       int       // items behind an earlier one of their key
-	seq          uint64    // items placed, for their order
-	j            *journal  // the log, for a durable queue
-	lastAt       mono      // the last deadline converted
-	lastDeadline time.Time // and what it converted to
+	behind       int             // items behind an earlier one of their key
+	seq          uint64          // items placed, for their order
+	j            *journal        // the log, for a durable queue
+	latency      *latency.Window // enqueue to ack
+	handling     *latency.Window // claim to ack
+	lastAt       mono            // the last deadline converted
+	lastDeadline time.Time       // and what it converted to
 	st           counters
 }
 
@@ -60,7 +64,12 @@ type entry struct {
 	next     *entry // behind this one on its key
 	given    bool   // its ID was given, so it is in ids
 	seq      uint64 // queue order: enqueued or requeued
+	enq      mono   // when enqueued, or unknownTime (restored from disk)
+	claimed  mono   // when last claimed
 }
+
+// unknownTime marks a time the queue does not know.
+const unknownTime = mono(math.MinInt64)
 
 type state uint8
 
@@ -98,6 +107,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		dead:   make(map[string]*entry),
 		keys:   make(map[string]*keyQueue),
 	}
+	q.latency, q.handling = latency.New(&q.mu), latency.New(&q.mu)
 	for i := range q.counter {
 		q.counter[i] = '0'
 	}
@@ -210,6 +220,10 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		e.item = items[i]
 		it := &e.item
 		it.Attempt = 0
+		if now == 0 {
+			now = q.now()
+		}
+		e.enq = now
 		if given {
 			q.ids[it.ID], e.given = e, true
 		} else {
@@ -218,9 +232,6 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		q.st.enqueued++
 		if q.j != nil {
 			g = q.j.add(&record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
-		}
-		if !it.NotBefore.IsZero() && now == 0 {
-			now = q.now()
 		}
 		q.place(e, q.mono(it.NotBefore), now)
 	}
@@ -343,6 +354,7 @@ func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	e.item.Attempt++
 	q.leases.push(e)
 	q.st.claimed++
+	e.claimed = now
 	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
 	return true
 }
@@ -383,17 +395,32 @@ func (q *Memory) held(c *Claim) (*entry, error) {
 	return e, nil
 }
 
+// release ends a held claim's lease, returning with q.mu held, or an
+// error with it not held.
+func (q *Memory) release(c *Claim) (*entry, error) {
+	q.mu.Lock()
+	e, err := q.held(c)
+	if err != nil {
+		q.mu.Unlock()
+		return nil, err
+	}
+	q.leases.remove(e)
+	return e, nil
+}
+
 // Ack marks a claimed item done. A claim whose lease has run out still
 // counts if the queue has not yet given the item to anyone else.
 func (q *Memory) Ack(ctx context.Context, c Claim) error {
-	q.mu.Lock()
-	e, err := q.held(&c)
+	e, err := q.release(&c)
 	if err != nil {
-		q.mu.Unlock()
 		return err
 	}
-	q.leases.remove(e)
 	q.st.done++
+	now := q.now()
+	if e.enq != unknownTime {
+		q.latency.AddLocked(time.Duration(now - e.enq))
+	}
+	q.handling.AddLocked(time.Duration(now - e.claimed))
 	var g *group
 	if q.j != nil {
 		g = q.j.add(&record{kind: recAck, id: e.item.ID})
@@ -441,13 +468,10 @@ func (q *Memory) advanceKey(e *entry, now mono) {
 // retry policy's backoff, or becomes a dead letter when out of failures
 // or when reason is Permanent.
 func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
-	q.mu.Lock()
-	e, err := q.held(&c)
+	e, err := q.release(&c)
 	if err != nil {
-		q.mu.Unlock()
 		return err
 	}
-	q.leases.remove(e)
 	e.failures++
 	e.reason = "failed"
 	if reason != nil {
@@ -646,6 +670,19 @@ type Stats struct {
 	// were retried, DeadLettered items that became dead letters,
 	// LeaseExpiries leases that ran out, Requeued dead letters put back.
 	Claimed, Done, Retried, DeadLettered, LeaseExpiries, Requeued uint64
+	// Latency is the time from enqueue to ack of recent items (the last
+	// one to two thousand), Handling from the last claim to the ack.
+	Latency, Handling Percentiles
+}
+
+// Percentiles of a duration; zero with no samples.
+type Percentiles struct {
+	P50, P90, P99 time.Duration
+}
+
+func percentiles(w *latency.Window) Percentiles {
+	q, _ := w.Quantiles(0.5, 0.9, 0.99)
+	return Percentiles{q[0], q[1], q[2]}
 }
 
 // Depth is how many items wait: ready, delayed or behind their key.
@@ -654,13 +691,15 @@ func (s Stats) Depth() int { return s.Ready + s.Delayed + s.Behind }
 // Stats returns a snapshot, after taking back expired leases.
 func (q *Memory) Stats() Stats {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if !q.closed {
 		q.promote(q.now())
 	}
-	return Stats{
+	s := Stats{
 		Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: len(q.dead),
 		Enqueued: q.st.enqueued, Duplicates: q.st.duplicates, Claimed: q.st.claimed, Done: q.st.done,
 		Retried: q.st.retried, DeadLettered: q.st.deadLettered, LeaseExpiries: q.st.expired, Requeued: q.st.requeued,
 	}
+	q.mu.Unlock() // the windows take it
+	s.Latency, s.Handling = percentiles(q.latency), percentiles(q.handling)
+	return s
 }

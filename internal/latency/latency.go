@@ -1,4 +1,6 @@
-package scattergather
+// Package latency keeps histograms of recent durations for percentiles:
+// hedge delays and Stats in scattergather, Stats in workqueue.
+package latency
 
 import (
 	"math/bits"
@@ -6,13 +8,13 @@ import (
 	"time"
 )
 
-// latencies keeps a histogram of recent durations, for percentiles: hedge
-// delays and Stats. Writers hold Gatherer.mu (or call add); quantiles
-// takes that lock itself. Buckets are log-linear, 32 per power of two, so a
+// Window keeps a histogram of recent durations, for percentiles. Writers
+// hold its lock and call AddLocked, or call Add; Quantiles takes the lock
+// itself. Buckets are log-linear, 32 per power of two, so a
 // percentile is within about 3% of the true one. It holds the current
 // window and the one before it, and switches windows every windowSize
 // samples, so percentiles follow changes within two windows.
-type latencies struct {
+type Window struct {
 	mu       *sync.Mutex
 	cur, old *histogram
 }
@@ -28,8 +30,10 @@ type histogram struct {
 	counts [numBuckets]uint32
 }
 
-func newLatencies(mu *sync.Mutex) *latencies {
-	return &latencies{mu: mu, cur: new(histogram), old: new(histogram)}
+// New returns an empty Window guarded by mu, which its user may share
+// with its own state.
+func New(mu *sync.Mutex) *Window {
+	return &Window{mu: mu, cur: new(histogram), old: new(histogram)}
 }
 
 // bucket maps a duration in nanoseconds to its bucket: values below
@@ -53,16 +57,18 @@ func bounds(i int) (lower, upper uint64) {
 	return base, base + 1<<exp - 1
 }
 
-func (l *latencies) add(d time.Duration) {
+// Add records d.
+func (l *Window) Add(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
 	l.mu.Lock()
-	l.addLocked(d)
+	l.AddLocked(d)
 	l.mu.Unlock()
 }
 
-func (l *latencies) addLocked(d time.Duration) {
+// AddLocked records d; the Window's lock is held.
+func (l *Window) AddLocked(d time.Duration) {
 	if l.cur.n >= windowSize {
 		l.cur, l.old = l.old, l.cur
 		*l.cur = histogram{}
@@ -71,10 +77,10 @@ func (l *latencies) addLocked(d time.Duration) {
 	l.cur.counts[bucket(uint64(max(d, 0)))]++
 }
 
-// quantiles returns the durations at the given quantiles (each in [0,1])
+// Quantiles returns the durations at the given quantiles (each in [0,1])
 // over both windows, and how many samples they hold. With no samples it
 // returns zeros.
-func (l *latencies) quantiles(qs ...float64) ([]time.Duration, int) {
+func (l *Window) Quantiles(qs ...float64) ([]time.Duration, int) {
 	out := make([]time.Duration, len(qs))
 	l.mu.Lock()
 	defer l.mu.Unlock()
