@@ -1,6 +1,7 @@
 package workqueue
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -60,12 +61,31 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 	for _, l := range live {
 		q.restore(l, now)
 	}
+	var snap []byte
+	if size >= compactMin {
+		snap = q.snapshotLocked()
+	}
 	q.mu.Unlock()
+	if snap != nil && int64(len(snap)) <= size/2 {
+		// Mostly done items: start from what is left.
+		if err := writeSnapshot(dir, snap); err != nil {
+			return fail(err)
+		}
+		size = int64(len(snap))
+	}
 	j, err := openJournal(dir, size)
 	if err != nil {
 		return fail(err)
 	}
 	q.j = j
+	j.snapshot = func() []byte {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		snap := q.snapshotLocked()
+		j.compact(snap)
+		return snap
+	}
+	go j.commit()
 	return &Disk{Memory: q, unlock: unlock}, nil
 }
 
@@ -156,4 +176,62 @@ func (q *Memory) restore(l *liveItem, now mono) {
 		at = q.mono(time.Unix(0, l.retryAt))
 	}
 	q.place(e, at, now)
+}
+
+// snapshotLocked returns the queue's state as log records, in queue
+// order: each item's enqueue, and its retry or dead-letter state. Claims
+// are left out, as in the log. q.mu held.
+func (q *Memory) snapshotLocked() []byte {
+	es := make([]*entry, 0, len(q.ids)+len(q.dead))
+	for _, e := range q.ids {
+		es = append(es, e)
+	}
+	for _, e := range q.dead {
+		if !e.given {
+			es = append(es, e)
+		}
+	}
+	// Generated items that are not dead are in no map: find them where
+	// they wait.
+	seen := make(map[*entry]bool, len(es))
+	for _, e := range es {
+		seen[e] = true
+	}
+	add := func(e *entry) {
+		if !seen[e] {
+			seen[e] = true
+			es = append(es, e)
+		}
+	}
+	for i := range q.ready.size {
+		add(q.ready.buf[(q.ready.head+i)%len(q.ready.buf)])
+	}
+	for _, e := range q.delayed {
+		add(e)
+	}
+	for _, e := range q.leases {
+		add(e)
+	}
+	for _, k := range q.keys {
+		for e := k.head; e != nil; e = e.next {
+			add(e)
+		}
+	}
+	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+	var buf []byte
+	for _, e := range es {
+		it := &e.item
+		buf = appendRecord(buf, &record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
+		switch {
+		case e.state == stDead:
+			buf = appendRecord(buf, &record{kind: recDead, id: it.ID, failures: e.failures, expiries: e.expiries, at: q.time(e.at).UnixNano(), reason: e.reason})
+		case e.failures > 0 || e.expiries > 0:
+			r := record{kind: recRetry, id: it.ID, failures: e.failures, expiries: e.expiries}
+			if e.state == stDelayed && e.failures > 0 {
+				r.notBefore = q.time(e.at).UnixNano()
+			}
+			buf = appendRecord(buf, &r)
+		}
+	}
+	return buf
 }

@@ -1,11 +1,13 @@
 package workqueue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +238,82 @@ func TestDiskConcurrentAcksAreDurable(t *testing.T) {
 			t.Fatalf("claimed %s (acked before: %v), %v", c.ID, acked[c.ID], err)
 		}
 		d.Ack(ctx, c)
+	}
+}
+
+// records decodes a snapshot of q's state.
+func snapshotRecords(t *testing.T, q *Memory) []record {
+	t.Helper()
+	q.mu.Lock()
+	snap := q.snapshotLocked()
+	q.mu.Unlock()
+	var rs []record
+	readRecords(bytes.NewReader(snap), func(r record) { rs = append(rs, r) })
+	return rs
+}
+
+// TestDiskCompacts runs a history long enough to compact the log several
+// times while in use, and checks that the queue reopens to the same
+// state, and that opening compacts a log of mostly done items.
+func TestDiskCompacts(t *testing.T) {
+	defer func(n int64) { compactMin = n }(compactMin)
+	compactMin = 16 << 10
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	d := openDisk(t, dir, clk)
+	f := diskFixture(t, d, clk)
+	for i := range 2000 {
+		it := item(fmt.Sprint(i))
+		switch i % 7 {
+		case 1:
+			it.ID = "" // generated
+		case 2:
+			it.Key = "k"
+		}
+		f.enqueue(it)
+		c, ok := f.tryClaim(time.Minute) // none while keyed items wait
+		if !ok {
+			continue
+		}
+		switch i % 5 {
+		case 0, 1:
+			f.ack(c)
+		case 2:
+			f.nack(c, errors.New("retry"))
+		case 3:
+			f.nack(c, Permanent(errors.New("dead")))
+		} // 4: stays claimed
+	}
+	if d.j.compactions == 0 {
+		t.Fatal("the log was never compacted")
+	}
+	before := snapshotRecords(t, d.Memory)
+	d.Close()
+	d = openDisk(t, dir, clk)
+	after := snapshotRecords(t, d.Memory)
+	if len(before) == 0 || !reflect.DeepEqual(before, after) {
+		t.Fatalf("state after reopening differs: %d records before, %d after", len(before), len(after))
+	}
+	// Ack what is left but dead letters; the log shrinks on open.
+	deadBefore, _ := d.DeadLetters(context.Background())
+	f = diskFixture(t, d, clk)
+	clk.Advance(time.Hour)
+	for {
+		c, ok := f.tryClaim(time.Minute)
+		if !ok {
+			break
+		}
+		f.ack(c)
+	}
+	d.Close()
+	st, _ := os.Stat(filepath.Join(dir, logName))
+	d = openDisk(t, dir, clk)
+	defer d.Close()
+	st2, _ := os.Stat(filepath.Join(dir, logName))
+	if st.Size() < compactMin || st2.Size() > st.Size()/2 {
+		t.Fatalf("log of %d bytes reopened as %d", st.Size(), st2.Size())
+	}
+	if s := d.Stats(); s.Dead == 0 || s.Dead != len(deadBefore) || s.Depth()+s.InFlight != 0 {
+		t.Fatalf("stats after compaction on open: %+v", s)
 	}
 }

@@ -210,6 +210,10 @@ type journal struct {
 	closing bool
 	wake    chan struct{} // buffered: buf has records
 	done    chan struct{} // closed when the committer has stopped
+
+	compactAt   int64         // size at which to compact
+	snapshot    func() []byte // the queue's state as records; takes its lock
+	compactions int
 }
 
 // group is the records one write and fsync make durable.
@@ -253,8 +257,69 @@ func openJournal(dir string, size int64) (*journal, error) {
 		return nil, err
 	}
 	j := &journal{dir: dir, f: f, size: size, cur: newGroup(), wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go j.commit()
+	j.compactAt = max(compactMin, 4*size)
 	return j, nil
+}
+
+// compactMin is the least log size at which the log is compacted; then
+// again each time it has grown to four times its size after the last
+// compaction.
+var compactMin int64 = 64 << 20
+
+// writeSnapshot replaces the log in dir with snap, atomically: a crash
+// leaves the old log or the new one.
+func writeSnapshot(dir string, snap []byte) error {
+	tmp := filepath.Join(dir, logName+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(snap); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, logName)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// compact replaces the log with snap, which holds the effect of every
+// record appended so far (the caller holds the queue's lock, so none is
+// being appended); the pending records are durable once it is written.
+// The committer calls it between groups.
+func (j *journal) compact(snap []byte) {
+	j.mu.Lock()
+	g := j.cur
+	j.buf, j.cur = j.buf[:0], newGroup()
+	j.mu.Unlock()
+	err := writeSnapshot(j.dir, snap)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(filepath.Join(j.dir, logName), os.O_WRONLY|os.O_APPEND, 0)
+	}
+	j.mu.Lock()
+	if err != nil {
+		err = fmt.Errorf("workqueue: compacting the log: %w", err)
+		if j.err == nil {
+			j.err = err
+		}
+	} else {
+		j.f.Close()
+		j.f, j.size = f, int64(len(snap))
+		j.compactAt = max(compactMin, 4*j.size)
+		j.compactions++
+	}
+	j.mu.Unlock()
+	g.err = err
+	close(g.done)
 }
 
 // add appends r and returns the group that will make it durable.
@@ -306,6 +371,12 @@ func (j *journal) commit() {
 		spare = buf
 		if closing {
 			return
+		}
+		j.mu.Lock()
+		due := j.err == nil && j.size >= j.compactAt
+		j.mu.Unlock()
+		if due {
+			j.snapshot() // calls compact under the queue's lock
 		}
 	}
 }
