@@ -52,11 +52,13 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 		unlock()
 		return nil, fmt.Errorf("workqueue: opening %s: %w", dir, err)
 	}
-	live, size, err := replay(dir)
+	live, epoch, size, err := replay(dir)
 	if err != nil {
 		return fail(err)
 	}
+	epoch++
 	q.mu.Lock()
+	q.epoch, q.token = epoch, epoch<<epochShift
 	now := q.now()
 	for _, l := range live {
 		q.restore(l, now)
@@ -86,6 +88,15 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 		return snap
 	}
 	go j.commit()
+	// This run's epoch is on disk before any claim carries it.
+	q.mu.Lock()
+	g := j.add(&record{kind: recEpoch, at: int64(epoch)})
+	q.mu.Unlock()
+	if err := g.wait(); err != nil {
+		q.Close()
+		unlock()
+		return nil, fmt.Errorf("workqueue: opening %s: %w", dir, err)
+	}
 	return &Disk{Memory: q, unlock: unlock}, nil
 }
 
@@ -111,11 +122,12 @@ type liveItem struct {
 	reason             string
 }
 
-// replay reads the log and returns what it holds, in queue order, and the
-// length of its whole records.
-func replay(dir string) ([]*liveItem, int64, error) {
+// replay reads the log and returns what it holds, in queue order, the
+// last run's epoch, and the length of its whole records.
+func replay(dir string) ([]*liveItem, uint64, int64, error) {
 	byID := map[string]*liveItem{}
 	n := 0
+	var epoch uint64
 	size, err := readLog(dir+string(os.PathSeparator)+logName, func(r record) {
 		n++
 		l := byID[r.id]
@@ -142,17 +154,19 @@ func replay(dir string) ([]*liveItem, int64, error) {
 			if l != nil {
 				*l = liveItem{seq: n, item: l.item}
 			}
+		case recEpoch:
+			epoch = max(epoch, uint64(r.at))
 		}
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	live := make([]*liveItem, 0, len(byID))
 	for _, l := range byID {
 		live = append(live, l)
 	}
 	slices.SortFunc(live, func(a, b *liveItem) int { return a.seq - b.seq })
-	return live, size, nil
+	return live, epoch, size, nil
 }
 
 // restore puts back an item from the log; q.mu held.
@@ -218,7 +232,7 @@ func (q *Memory) snapshotLocked() []byte {
 		}
 	}
 	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
-	var buf []byte
+	buf := appendRecord(nil, &record{kind: recEpoch, at: int64(q.epoch)})
 	for _, e := range es {
 		it := &e.item
 		buf = appendRecord(buf, &record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})

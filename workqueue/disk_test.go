@@ -108,10 +108,11 @@ func TestDiskCutsATornTail(t *testing.T) {
 	diskFixture(t, d, clk).enqueue(item("a"), item("b"))
 	d.Close()
 	path := filepath.Join(dir, logName)
-	whole, _ := os.Stat(path)
+	st, _ := os.Stat(path)
+	whole := st.Size()
 	// A kill in the middle of a write leaves part of a record.
 	rec := appendRecord(nil, &record{kind: recEnqueue, id: "c", payload: []byte("xyz")})
-	for _, tail := range [][]byte{rec[:5], rec[:len(rec)-1], append(rec[:len(rec):len(rec)], 0xff, 0xff)} {
+	for i, tail := range [][]byte{rec[:5], rec[:len(rec)-1], append(rec[:len(rec):len(rec)], 0xff, 0xff)} {
 		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -121,15 +122,18 @@ func TestDiskCutsATornTail(t *testing.T) {
 		d = openDisk(t, dir, clk)
 		s := d.Stats()
 		d.Close()
-		got, _ := os.Stat(path)
-		want := whole.Size()
-		if len(tail) > len(rec) {
+		// What is whole stays, the rest goes, and the run's epoch is
+		// appended (the first open wrote epoch 1, so this is i+2).
+		want := whole + int64(len(appendRecord(nil, &record{kind: recEpoch, at: int64(i + 2)})))
+		kept := len(tail) > len(rec)
+		if kept {
 			want += int64(len(rec)) // the whole record counts; the junk after it does not
-			whole = got
 		}
-		if s.Ready != 2+boolInt(len(tail) > len(rec)) || got.Size() != want {
+		got, _ := os.Stat(path)
+		if s.Ready != 2+boolInt(kept) || got.Size() != want {
 			t.Fatalf("tail of %d bytes: %d ready, log %d bytes, want %d", len(tail), s.Ready, got.Size(), want)
 		}
+		whole = got.Size()
 	}
 }
 
@@ -291,7 +295,8 @@ func TestDiskCompacts(t *testing.T) {
 	d.Close()
 	d = openDisk(t, dir, clk)
 	after := snapshotRecords(t, d.Memory)
-	if len(before) == 0 || !reflect.DeepEqual(before, after) {
+	// The first record is the run's epoch, one more after reopening.
+	if len(before) < 2 || before[0].kind != recEpoch || after[0].at != before[0].at+1 || !reflect.DeepEqual(before[1:], after[1:]) {
 		t.Fatalf("state after reopening differs: %d records before, %d after", len(before), len(after))
 	}
 	// Ack what is left but dead letters; the log shrinks on open.
@@ -315,5 +320,22 @@ func TestDiskCompacts(t *testing.T) {
 	}
 	if s := d.Stats(); s.Dead == 0 || s.Dead != len(deadBefore) || s.Depth()+s.InFlight != 0 {
 		t.Fatalf("stats after compaction on open: %+v", s)
+	}
+}
+
+func TestDiskTokensGrowAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	var last uint64
+	for run := range 3 {
+		d := openDisk(t, dir, clk)
+		f := diskFixture(t, d, clk)
+		f.enqueue(item(fmt.Sprint(run)))
+		c := f.claim(time.Minute)
+		if c.Token <= last {
+			t.Fatalf("run %d: token %d after %d", run, c.Token, last)
+		}
+		last = c.Token
+		d.Close() // the claim dies with the run
 	}
 }

@@ -35,7 +35,8 @@ type Memory struct {
 	waiters      waiterList // Claims blocked for want of items
 	timer        clock.Timer
 	timerAt      mono
-	token        uint64
+	token        uint64         // the last claim's; a durable queue's run starts at epoch<<epochShift
+	epoch        uint64         // a durable queue's run
 	counter      [idDigits]byte // the last generated ID's number, in hex
 	genIDs       string         // generated IDs not yet used
 	dead         map[string]*entry

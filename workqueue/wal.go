@@ -28,7 +28,13 @@ const (
 	recRetry   = 'R' // id, failures, expiries, not-before
 	recDead    = 'D' // id, failures, expiries, at, reason
 	recRequeue = 'Q' // id
+	recEpoch   = 'T' // "", epoch (in at): claim tokens start above epoch<<epochShift
 )
+
+// epochShift places a run's epoch above its claim counter in tokens, so
+// that tokens keep growing across restarts of a durable queue: 2^40
+// claims a run, 2^23 runs.
+const epochShift = 40
 
 const logName = "queue.log"
 
@@ -62,6 +68,8 @@ func appendRecord(buf []byte, r *record) []byte {
 		buf = binary.AppendVarint(buf, int64(r.expiries))
 		buf = binary.AppendVarint(buf, r.at)
 		buf = appendString(buf, r.reason)
+	case recEpoch:
+		buf = binary.AppendVarint(buf, r.at)
 	}
 	body := buf[start+8:]
 	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
@@ -98,6 +106,8 @@ func decodeRecord(body []byte) (record, error) {
 		r.failures, r.expiries = int(d.varint()), int(d.varint())
 		r.at = d.varint()
 		r.reason = d.string()
+	case recEpoch:
+		r.at = d.varint()
 	default:
 		return r, fmt.Errorf("%w: kind %q", errCorrupt, r.kind)
 	}
