@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -52,12 +53,13 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 		unlock()
 		return nil, fmt.Errorf("workqueue: opening %s: %w", dir, err)
 	}
-	live, epoch, size, err := replay(dir)
+	live, groups, epoch, size, err := replay(dir)
 	if err != nil {
 		return fail(err)
 	}
 	epoch++
 	q.mu.Lock()
+	q.groups = groups
 	q.epoch, q.token = epoch, epoch<<epochShift
 	now := q.now()
 	for _, l := range live {
@@ -90,7 +92,7 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 	go j.commit()
 	// This run's epoch is on disk before any claim carries it.
 	q.mu.Lock()
-	g := j.add(&record{kind: recEpoch, at: int64(epoch)})
+	g := j.add(record{kind: recEpoch, at: int64(epoch)})
 	q.mu.Unlock()
 	if err := g.wait(); err != nil {
 		q.Close()
@@ -122,13 +124,21 @@ type liveItem struct {
 	reason             string
 }
 
-// replay reads the log and returns what it holds, in queue order, the
-// last run's epoch, and the length of its whole records.
-func replay(dir string) ([]*liveItem, uint64, int64, error) {
+// replay reads the log and returns what it holds, in queue order, its
+// join groups, the last run's epoch, and the length of its whole records.
+func replay(dir string) ([]*liveItem, map[string]*group, uint64, int64, error) {
 	byID := map[string]*liveItem{}
-	n := 0
+	groups := map[string]*group{}
 	var epoch uint64
-	size, err := readLog(dir+string(os.PathSeparator)+logName, func(r record) {
+	n := 0
+	var apply func(r record)
+	apply = func(r record) {
+		if r.kind == recBatch {
+			for _, in := range r.batch {
+				apply(in)
+			}
+			return
+		}
 		n++
 		l := byID[r.id]
 		switch r.kind {
@@ -156,17 +166,29 @@ func replay(dir string) ([]*liveItem, uint64, int64, error) {
 			}
 		case recEpoch:
 			epoch = max(epoch, uint64(r.at))
+		case recMember:
+			g := groups[r.id]
+			if g == nil {
+				g = &group{size: r.failures, values: map[string][]byte{}}
+				groups[r.id] = g
+			}
+			if !g.fired {
+				g.values[r.key] = r.payload
+			}
+		case recFired:
+			groups[r.id] = &group{fired: true}
 		}
-	})
+	}
+	size, err := readLog(filepath.Join(dir, logName), apply)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, nil, 0, 0, err
 	}
 	live := make([]*liveItem, 0, len(byID))
 	for _, l := range byID {
 		live = append(live, l)
 	}
 	slices.SortFunc(live, func(a, b *liveItem) int { return a.seq - b.seq })
-	return live, epoch, size, nil
+	return live, groups, epoch, size, nil
 }
 
 // restore puts back an item from the log; q.mu held.
@@ -233,6 +255,26 @@ func (q *Memory) snapshotLocked() []byte {
 	}
 	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	buf := appendRecord(nil, &record{kind: recEpoch, at: int64(q.epoch)})
+	names := make([]string, 0, len(q.groups))
+	for name := range q.groups {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		g := q.groups[name]
+		if g.fired {
+			buf = appendRecord(buf, &record{kind: recFired, id: name})
+			continue
+		}
+		members := make([]string, 0, len(g.values))
+		for m := range g.values {
+			members = append(members, m)
+		}
+		slices.Sort(members)
+		for _, m := range members {
+			buf = appendRecord(buf, &record{kind: recMember, id: name, key: m, failures: g.size, payload: g.values[m]})
+		}
+	}
 	for _, e := range es {
 		it := &e.item
 		buf = appendRecord(buf, &record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})

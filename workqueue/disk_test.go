@@ -339,3 +339,29 @@ func TestDiskTokensGrowAcrossRestarts(t *testing.T) {
 		d.Close() // the claim dies with the run
 	}
 }
+
+// TestDiskBatchIsAllOrNothing cuts the log inside an Enqueue of three
+// items, as a kill during its write would: none of the three comes back.
+func TestDiskBatchIsAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	d := openDisk(t, dir, clk)
+	diskFixture(t, d, clk).enqueue(item("before"))
+	d.Close()
+	path := filepath.Join(dir, logName)
+	st, _ := os.Stat(path)
+	d = openDisk(t, dir, clk)
+	diskFixture(t, d, clk).enqueue(item("x"), item("y"), item("z"))
+	d.Close()
+	st2, _ := os.Stat(path)
+	// Keep the reopening's epoch record and the first two of the three
+	// records, dropping the last few bytes of the batch.
+	if err := os.Truncate(path, st2.Size()-5); err != nil {
+		t.Fatal(err)
+	}
+	d = openDisk(t, dir, clk)
+	defer d.Close()
+	if s := d.Stats(); s.Ready != 1 || st2.Size() <= st.Size() {
+		t.Fatalf("after a torn batch: %+v", s)
+	}
+}

@@ -18,6 +18,10 @@ func FuzzReadLog(f *testing.F) {
 		{kind: recRetry, id: "b", failures: 2, expiries: 1, notBefore: -7},
 		{kind: recDead, id: "c", failures: 3, at: 99, reason: "boom"},
 		{kind: recRequeue, id: "c"},
+		{kind: recEpoch, at: 3},
+		{kind: recMember, id: "g", key: "m", failures: 2, payload: []byte("v")},
+		{kind: recFired, id: "g"},
+		{kind: recBatch, batch: []record{{kind: recFired, id: "h"}, {kind: recEnqueue, id: "r", payload: []byte("x")}}},
 	} {
 		seed = appendRecord(seed, &r)
 	}

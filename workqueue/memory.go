@@ -32,7 +32,8 @@ type Memory struct {
 	delayed      entryHeap         // waiting for their time: not-before or backoff
 	leases       entryHeap         // claimed, by deadline
 	keys         map[string]*keyQueue
-	waiters      waiterList // Claims blocked for want of items
+	groups       map[string]*group // joins and reduces whose result comes here
+	waiters      waiterList        // Claims blocked for want of items
 	timer        clock.Timer
 	timerAt      mono
 	token        uint64         // the last claim's; a durable queue's run starts at epoch<<epochShift
@@ -107,6 +108,7 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		ids:    make(map[string]*entry),
 		dead:   make(map[string]*entry),
 		keys:   make(map[string]*keyQueue),
+		groups: make(map[string]*group),
 	}
 	q.latency, q.handling = latency.New(&q.mu), latency.New(&q.mu)
 	for i := range q.counter {
@@ -202,13 +204,21 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 			return invalid("item %d: ID %q has the prefix of the IDs this queue generates (%q): give an ID of your own, or none", i, items[i].ID, q.prefix)
 		}
 	}
-	var now mono // read when first needed
-	var g *group
 	q.mu.Lock()
 	if err := q.usable(); err != nil {
 		q.mu.Unlock()
 		return err
 	}
+	g := q.enqueueLocked(items)
+	q.mu.Unlock()
+	return g.wait()
+}
+
+// enqueueLocked adds checked items; q.mu held. It returns the commit
+// that makes them durable, if the queue is.
+func (q *Memory) enqueueLocked(items []Item, pre ...record) *commit {
+	var now mono // read when first needed
+	recs := pre
 	for i := range items {
 		given := items[i].ID != ""
 		if given {
@@ -232,12 +242,14 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		}
 		q.st.enqueued++
 		if q.j != nil {
-			g = q.j.add(&record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
+			recs = append(recs, record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
 		}
 		q.place(e, q.mono(it.NotBefore), now)
 	}
-	q.mu.Unlock()
-	return g.wait()
+	if q.j == nil || len(recs) == 0 {
+		return nil
+	}
+	return q.j.add(recs...)
 }
 
 // place queues e behind the items of its key, or schedules it at at.
@@ -422,9 +434,9 @@ func (q *Memory) Ack(ctx context.Context, c Claim) error {
 		q.latency.AddLocked(time.Duration(now - e.enq))
 	}
 	q.handling.AddLocked(time.Duration(now - e.claimed))
-	var g *group
+	var g *commit
 	if q.j != nil {
-		g = q.j.add(&record{kind: recAck, id: e.item.ID})
+		g = q.j.add(record{kind: recAck, id: e.item.ID})
 	}
 	q.finish(e)
 	q.mu.Unlock()
@@ -479,14 +491,14 @@ func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 		e.reason = reason.Error()
 	}
 	now := q.now()
-	var g *group
+	var g *commit
 	if e.failures >= q.o.retry.MaxFailures || IsPermanent(reason) {
 		g = q.bury(e, now, e.reason)
 	} else {
 		q.st.retried++
 		at := now + mono(q.o.retry.backoff(e.failures))
 		if q.j != nil {
-			g = q.j.add(&record{kind: recRetry, id: e.item.ID, failures: e.failures, expiries: e.expiries, notBefore: q.time(at).UnixNano()})
+			g = q.j.add(record{kind: recRetry, id: e.item.ID, failures: e.failures, expiries: e.expiries, notBefore: q.time(at).UnixNano()})
 		}
 		q.schedule(e, at, now)
 	}
@@ -495,11 +507,11 @@ func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 }
 
 // bury makes e a dead letter.
-func (q *Memory) bury(e *entry, now mono, reason string) (g *group) {
+func (q *Memory) bury(e *entry, now mono, reason string) (g *commit) {
 	e.state, e.at, e.reason = stDead, now, reason
 	q.dead[e.item.ID] = e
 	if q.j != nil {
-		g = q.j.add(&record{kind: recDead, id: e.item.ID, failures: e.failures, expiries: e.expiries, at: q.time(now).UnixNano(), reason: reason})
+		g = q.j.add(record{kind: recDead, id: e.item.ID, failures: e.failures, expiries: e.expiries, at: q.time(now).UnixNano(), reason: reason})
 	}
 	q.st.deadLettered++
 	q.o.log.Info("dead letter", zap.String("id", e.item.ID), zap.Int("failures", e.failures),
@@ -572,7 +584,7 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 		}
 	}
 	now := q.now()
-	var g *group
+	var recs []record
 	for _, id := range ids {
 		e := q.dead[id]
 		if e == nil {
@@ -581,10 +593,12 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 		delete(q.dead, id)
 		e.failures, e.expiries, e.reason = 0, 0, ""
 		q.st.requeued++
-		if q.j != nil {
-			g = q.j.add(&record{kind: recRequeue, id: id})
-		}
+		recs = append(recs, record{kind: recRequeue, id: id})
 		q.place(e, 0, now)
+	}
+	var g *commit
+	if q.j != nil && len(recs) > 0 {
+		g = q.j.add(recs...)
 	}
 	q.mu.Unlock()
 	return g.wait()

@@ -2,6 +2,7 @@ package workqueue
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,6 +30,9 @@ const (
 	recDead    = 'D' // id, failures, expiries, at, reason
 	recRequeue = 'Q' // id
 	recEpoch   = 'T' // "", epoch (in at): claim tokens start above epoch<<epochShift
+	recMember  = 'M' // group (in id), member (in key), size (in failures), value (in payload)
+	recFired   = 'F' // group (in id)
+	recBatch   = 'B' // "", then whole records: one operation's, all or none
 )
 
 // epochShift places a run's epoch above its claim counter in tokens, so
@@ -48,6 +52,7 @@ type record struct {
 	payload            []byte
 	notBefore, at      int64
 	failures, expiries int
+	batch              []record // of a recBatch
 }
 
 func appendRecord(buf []byte, r *record) []byte {
@@ -70,6 +75,14 @@ func appendRecord(buf []byte, r *record) []byte {
 		buf = appendString(buf, r.reason)
 	case recEpoch:
 		buf = binary.AppendVarint(buf, r.at)
+	case recMember:
+		buf = appendString(buf, r.key)
+		buf = binary.AppendVarint(buf, int64(r.failures))
+		buf = appendString(buf, string(r.payload))
+	case recBatch:
+		for i := range r.batch {
+			buf = appendRecord(buf, &r.batch[i])
+		}
 	}
 	body := buf[start+8:]
 	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
@@ -108,6 +121,23 @@ func decodeRecord(body []byte) (record, error) {
 		r.reason = d.string()
 	case recEpoch:
 		r.at = d.varint()
+	case recMember:
+		r.key = d.string()
+		r.failures = int(d.varint())
+		r.payload = []byte(d.string())
+	case recFired:
+	case recBatch:
+		// The inner records are whole, or the batch is corrupt: one CRC
+		// covers them all.
+		nested := false
+		n := readRecords(bytes.NewReader(d.b), func(in record) {
+			nested = nested || in.kind == recBatch
+			r.batch = append(r.batch, in)
+		})
+		if int(n) != len(d.b) || len(r.batch) == 0 || nested {
+			return r, fmt.Errorf("%w: batch", errCorrupt)
+		}
+		d.b = nil
 	default:
 		return r, fmt.Errorf("%w: kind %q", errCorrupt, r.kind)
 	}
@@ -213,10 +243,10 @@ type journal struct {
 
 	mu      sync.Mutex
 	f       *os.File
-	size    int64  // bytes in the file
-	buf     []byte // appended, not yet written
-	cur     *group // what buf will be written as
-	err     error  // a failed write or sync: the log is no longer whole
+	size    int64   // bytes in the file
+	buf     []byte  // appended, not yet written
+	cur     *commit // what buf will be written as
+	err     error   // a failed write or sync: the log is no longer whole
 	closing bool
 	wake    chan struct{} // buffered: buf has records
 	done    chan struct{} // closed when the committer has stopped
@@ -226,16 +256,16 @@ type journal struct {
 	compactions int
 }
 
-// group is the records one write and fsync make durable.
-type group struct {
+// commit is the records one write and fsync make durable.
+type commit struct {
 	done chan struct{} // closed once written and synced, or failed
 	err  error
 }
 
-func newGroup() *group { return &group{done: make(chan struct{})} }
+func newCommit() *commit { return &commit{done: make(chan struct{})} }
 
-// wait waits until the group is durable; a nil group (no log) at once.
-func (g *group) wait() error {
+// wait waits until the commit is durable; a nil commit (no log) at once.
+func (g *commit) wait() error {
 	if g == nil {
 		return nil
 	}
@@ -266,7 +296,7 @@ func openJournal(dir string, size int64) (*journal, error) {
 		f.Close()
 		return nil, err
 	}
-	j := &journal{dir: dir, f: f, size: size, cur: newGroup(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	j := &journal{dir: dir, f: f, size: size, cur: newCommit(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	j.compactAt = max(compactMin, 4*size)
 	return j, nil
 }
@@ -308,7 +338,7 @@ func writeSnapshot(dir string, snap []byte) error {
 func (j *journal) compact(snap []byte) {
 	j.mu.Lock()
 	g := j.cur
-	j.buf, j.cur = j.buf[:0], newGroup()
+	j.buf, j.cur = j.buf[:0], newCommit()
 	j.mu.Unlock()
 	err := writeSnapshot(j.dir, snap)
 	var f *os.File
@@ -332,11 +362,17 @@ func (j *journal) compact(snap []byte) {
 	close(g.done)
 }
 
-// add appends r and returns the group that will make it durable.
-func (j *journal) add(r *record) *group {
+// add appends an operation's records, in one batch record if more than
+// one, so that a crash keeps all or none; it returns the commit that will
+// make them durable.
+func (j *journal) add(rs ...record) *commit {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.buf = appendRecord(j.buf, r)
+	if len(rs) == 1 {
+		j.buf = appendRecord(j.buf, &rs[0])
+	} else {
+		j.buf = appendRecord(j.buf, &record{kind: recBatch, batch: rs})
+	}
 	select {
 	case j.wake <- struct{}{}:
 	default:
@@ -359,7 +395,7 @@ func (j *journal) commit() {
 		<-j.wake
 		j.mu.Lock()
 		buf, g, closing := j.buf, j.cur, j.closing
-		j.buf, j.cur = spare[:0], newGroup()
+		j.buf, j.cur = spare[:0], newCommit()
 		f, err := j.f, j.err
 		j.mu.Unlock()
 		if err == nil && len(buf) > 0 {

@@ -1,0 +1,123 @@
+package workqueue
+
+import (
+	"context"
+	"slices"
+)
+
+// A group gathers the members of a join or reduce in the queue that will
+// receive its result, so that recording the last member and enqueueing
+// the result are one step of that queue, logged together when it is
+// durable: the result goes in exactly once, whatever crashes in between.
+type group struct {
+	size   int
+	values map[string][]byte // by member
+	fired  bool
+}
+
+// Joiner is what Join and Reduce stages need of their output queue:
+// Memory and Disk are Joiners.
+type Joiner interface {
+	Queue
+	// Join records member (with its value) in group, which has size
+	// members. Once all have been recorded, and until the group fires,
+	// it returns complete and the members' values in member order. A
+	// member recorded twice counts once; a group that has fired ignores
+	// members.
+	Join(ctx context.Context, group string, size int, member string, value []byte) (values [][]byte, complete bool, err error)
+	// Fire enqueues result as the group's result, unless the group has
+	// fired already; it reports whether this call fired it.
+	Fire(ctx context.Context, group string, result Item) (fired bool, err error)
+}
+
+// Join records a member of a group; see Joiner.
+func (q *Memory) Join(ctx context.Context, name string, size int, member string, value []byte) ([][]byte, bool, error) {
+	switch {
+	case name == "" || member == "":
+		return nil, false, invalid("join: empty group or member name")
+	case len(name) > MaxIDLen || len(member) > MaxIDLen:
+		return nil, false, invalid("join: group or member name over %d bytes", MaxIDLen)
+	case size < 1:
+		return nil, false, invalid("join %q: size %d, want 1 or more", name, size)
+	case len(value) > q.o.maxPayload:
+		return nil, false, invalid("join %q: value of %d bytes, over the limit of %d", name, len(value), q.o.maxPayload)
+	}
+	q.mu.Lock()
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return nil, false, err
+	}
+	g := q.groups[name]
+	if g == nil {
+		g = &group{size: size, values: map[string][]byte{}}
+		q.groups[name] = g
+	}
+	var wait *commit
+	switch _, seen := g.values[member]; {
+	case g.fired:
+		q.mu.Unlock()
+		return nil, false, nil
+	case g.size != size:
+		q.mu.Unlock()
+		return nil, false, invalid("join %q: size %d, but its members so far said %d", name, size, g.size)
+	case !seen && len(g.values) == g.size:
+		q.mu.Unlock()
+		return nil, false, invalid("join %q: member %q is one more than its size, %d", name, member, g.size)
+	case !seen:
+		g.values[member] = value
+		if q.j != nil {
+			wait = q.j.add(record{kind: recMember, id: name, key: member, failures: size, payload: value})
+		}
+	}
+	var values [][]byte
+	complete := len(g.values) == g.size
+	if complete {
+		members := make([]string, 0, len(g.values))
+		for m := range g.values {
+			members = append(members, m)
+		}
+		slices.Sort(members)
+		for _, m := range members {
+			values = append(values, g.values[m])
+		}
+	}
+	q.mu.Unlock()
+	if err := wait.wait(); err != nil {
+		return nil, false, err
+	}
+	return values, complete, nil
+}
+
+// Fire enqueues result as the group's result, once; see Joiner.
+func (q *Memory) Fire(ctx context.Context, name string, result Item) (bool, error) {
+	if err := q.o.check(0, &result); err != nil {
+		return false, err
+	}
+	if result.ID == "" {
+		return false, invalid("fire %q: the result needs an ID, so that it is enqueued once", name)
+	}
+	q.mu.Lock()
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return false, err
+	}
+	g := q.groups[name]
+	switch {
+	case g == nil || len(g.values) < g.size:
+		q.mu.Unlock()
+		return false, invalid("fire %q: the group is not complete", name)
+	case g.fired:
+		q.mu.Unlock()
+		return false, nil
+	}
+	g.fired, g.values = true, nil
+	// The fired mark and the result go in one batch record: both or
+	// neither survive a crash.
+	var pre []record
+	if q.j != nil {
+		pre = append(pre, record{kind: recFired, id: name})
+	}
+	wait := q.enqueueLocked([]Item{result}, pre...)
+	q.mu.Unlock()
+	return true, wait.wait()
+}
