@@ -39,4 +39,34 @@
 // same Key run one at a time, in the order they were enqueued: a later
 // one waits while an earlier one runs, backs off or is delayed, and goes
 // once that one is done or dead.
+//
+// # Durability
+//
+// OpenDisk opens a queue that logs every change to a write-ahead log in
+// its directory and restores it on open; Enqueue, Ack, Nack and Requeue
+// return once their change is fsynced, and callers that change the queue
+// at the same time share one fsync. A process killed at any moment loses
+// nothing acknowledged. Claims are not logged: after a restart, claimed
+// items are claimable again. The log is compacted as it grows.
+//
+// # Workers
+//
+// NewPool runs a Handler over any Queue with between a minimum and a
+// maximum of workers, adding them while all are busy and work waits and
+// retiring them when idle. It extends each claim's lease while its
+// handler runs, turns panics into Nacks, and drains on Close.
+//
+// # Over HTTP
+//
+// Server serves a Queue over HTTP and Client is a Queue served by one, so
+// that workers on other machines share one queue; errors travel as status
+// codes and come back as the same sentinels.
+//
+// # Batch stages
+//
+// Copy, Merge, Filter, Split and Shard are Handlers that pass items from
+// one queue to others, as the event-driven batch stages of chapter 11 do.
+// Join and Reduce are the coordinated batch of chapter 12: they gather a
+// group's items in the output queue and fire its result once, even across
+// crashes and restarts of a durable queue.
 package workqueue
