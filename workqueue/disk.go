@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -25,7 +26,9 @@ import (
 // One process at a time may open a directory; a second gets an error.
 type Disk struct {
 	*Memory
-	unlock func()
+	unlock    func()
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // OpenDisk opens the durable queue in dir, creating the directory if it
@@ -105,12 +108,11 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 // Close writes what is pending, closes the log and unlocks the
 // directory. It is idempotent.
 func (d *Disk) Close() error {
-	err := d.Memory.Close()
-	if d.unlock != nil {
+	d.closeOnce.Do(func() {
+		d.closeErr = d.Memory.Close()
 		d.unlock()
-		d.unlock = nil
-	}
-	return err
+	})
+	return d.closeErr
 }
 
 // liveItem is an item the log says the queue holds.

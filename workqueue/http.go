@@ -27,6 +27,7 @@ const (
 	pathRequeue = "/requeue" // {"ids": [...]} → 204
 	pathStats   = "/stats"   // GET → 200 Stats
 	maxWait     = 25 * time.Second
+	maxLease    = 24 * time.Hour // the longest lease a Server grants
 )
 
 // Status codes errors travel as; Client maps them back.
@@ -76,8 +77,10 @@ type wireDead struct {
 // share it as if it were theirs (the book's work-queue source). Dead
 // letters and stats are served if the queue offers them.
 //
-// The server holds the claims it has handed out until they are acked,
-// nacked or past their deadline by a minute.
+// The server holds the claims it has handed out until they are acked or
+// nacked, or, for claims whose holder went away, until a sweep (one every
+// 1024 claims) finds them a minute past their deadline. A remote worker
+// may lease an item for at most 24 hours at a time.
 type Server struct {
 	q        Queue
 	maxBytes int64
@@ -215,6 +218,9 @@ func (h *Server) claim(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if lease > maxLease {
+		return invalid("lease %v: over the %v a remote worker may hold an item", lease, maxLease)
+	}
 	wait, err := msParam(r, "wait")
 	if err != nil {
 		return err
@@ -257,7 +263,7 @@ func (h *Server) sweepLocked() {
 func msParam(r *http.Request, name string) (time.Duration, error) {
 	v := r.URL.Query().Get(name)
 	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || ms <= 0 {
+	if err != nil || ms <= 0 || ms > int64(maxLease/time.Millisecond) {
 		return 0, invalid("%s=%q: want a positive number of milliseconds", name, v)
 	}
 	return time.Duration(ms) * time.Millisecond, nil
@@ -283,8 +289,8 @@ func (h *Server) settle(w http.ResponseWriter, path string, ref wireRef) error {
 		}
 		err = h.q.Nack(ctx, c, reason)
 	case pathExtend:
-		if ref.LeaseMs <= 0 {
-			return invalid("lease %d ms: want more than 0", ref.LeaseMs)
+		if ref.LeaseMs <= 0 || ref.LeaseMs > maxLease.Milliseconds() {
+			return invalid("lease %d ms: want 1 to %d", ref.LeaseMs, maxLease.Milliseconds())
 		}
 		if c, err = h.q.Extend(ctx, c, time.Duration(ref.LeaseMs)*time.Millisecond); err == nil {
 			h.mu.Lock()
@@ -394,14 +400,14 @@ func (cl *Client) Claim(ctx context.Context, lease time.Duration) (Claim, error)
 		var wc wireClaim
 		path := fmt.Sprintf("%s?lease=%d&wait=%d", pathClaim, max(lease.Milliseconds(), 1), max(wait.Milliseconds(), 1))
 		status, err := cl.call(ctx, http.MethodPost, path, struct{}{}, &wc)
+		if err == nil && status == http.StatusOK {
+			return fromWire(wc), nil // even if ctx has just ended: it is held
+		}
 		if ctx.Err() != nil {
 			return Claim{}, ctx.Err()
 		}
 		if err != nil {
 			return Claim{}, err
-		}
-		if status == http.StatusOK {
-			return fromWire(wc), nil
 		}
 	}
 }

@@ -53,10 +53,13 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 		q.groups[name] = g
 	}
 	var wait *commit
+	if q.j != nil {
+		wait = q.j.add() // a member seen, or a group fired, may still be on its way
+	}
 	switch _, seen := g.values[member]; {
 	case g.fired:
 		q.mu.Unlock()
-		return nil, false, nil
+		return nil, false, wait.wait()
 	case g.size != size:
 		q.mu.Unlock()
 		return nil, false, invalid("join %q: size %d, but its members so far said %d", name, size, g.size)
@@ -103,12 +106,16 @@ func (q *Memory) Fire(ctx context.Context, name string, result Item) (bool, erro
 	}
 	g := q.groups[name]
 	switch {
+	case g != nil && g.fired:
+		var wait *commit
+		if q.j != nil {
+			wait = q.j.add() // its firing may still be on its way
+		}
+		q.mu.Unlock()
+		return false, wait.wait()
 	case g == nil || len(g.values) < g.size:
 		q.mu.Unlock()
 		return false, invalid("fire %q: the group is not complete", name)
-	case g.fired:
-		q.mu.Unlock()
-		return false, nil
 	}
 	g.fired, g.values = true, nil
 	// The fired mark and the result go in one batch record: both or

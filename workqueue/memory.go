@@ -204,6 +204,9 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 			return invalid("item %d: ID %q has the prefix of the IDs this queue generates (%q): give an ID of your own, or none", i, items[i].ID, q.prefix)
 		}
 	}
+	if err := checkBatch(items, maxRecord); err != nil {
+		return err
+	}
 	q.mu.Lock()
 	if err := q.usable(); err != nil {
 		q.mu.Unlock()
@@ -246,10 +249,10 @@ func (q *Memory) enqueueLocked(items []Item, pre ...record) *commit {
 		}
 		q.place(e, q.mono(it.NotBefore), now)
 	}
-	if q.j == nil || len(recs) == 0 {
+	if q.j == nil {
 		return nil
 	}
-	return q.j.add(recs...)
+	return q.j.add(recs...) // with none, the commit a duplicate's original may be in
 }
 
 // place queues e behind the items of its key, or schedules it at at.
@@ -366,6 +369,9 @@ func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	e.state, e.token, e.at = stClaimed, q.token, now+mono(lease)
 	e.item.Attempt++
 	q.leases.push(e)
+	if q.waiters.len() > 0 {
+		q.armLocked(now) // this lease may end before what they wait for
+	}
 	q.st.claimed++
 	e.claimed = now
 	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
@@ -422,7 +428,8 @@ func (q *Memory) release(c *Claim) (*entry, error) {
 }
 
 // Ack marks a claimed item done. A claim whose lease has run out still
-// counts if the queue has not yet given the item to anyone else.
+// counts until the queue takes the item back, which a Claim, Stats or a
+// timer for a blocked Claim does.
 func (q *Memory) Ack(ctx context.Context, c Claim) error {
 	e, err := q.release(&c)
 	if err != nil {

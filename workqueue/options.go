@@ -60,8 +60,8 @@ func WithLogger(l *zap.Logger) Option {
 // DefaultMaxPayload (1 MiB).
 func WithMaxPayload(n int) Option {
 	return func(o *options) error {
-		if n < 1 {
-			return invalid("max payload %d: want 1 or more", n)
+		if n < 1 || n > maxRecord/2 {
+			return invalid("max payload %d: want 1 to %d", n, maxRecord/2)
 		}
 		o.maxPayload = n
 		return nil
@@ -138,6 +138,21 @@ func (o *options) check(i int, it *Item) error {
 		return invalid("item %d: ID of %d bytes, over the limit of %d", i, len(it.ID), MaxIDLen)
 	case len(it.Key) > MaxKeyLen:
 		return invalid("item %d (%q): key of %d bytes, over the limit of %d", i, it.ID, len(it.Key), MaxKeyLen)
+	case !it.NotBefore.IsZero() && (it.NotBefore.Year() < 1700 || it.NotBefore.Year() > 2200):
+		return invalid("item %d (%q): not before %v, want a year from 1700 to 2200", i, it.ID, it.NotBefore)
+	}
+	return nil
+}
+
+// checkBatch bounds what one operation logs: a record over maxRecord
+// would read back as a torn tail.
+func checkBatch(items []Item, limit int) error {
+	total := 0
+	for i := range items {
+		total += len(items[i].Payload) + len(items[i].ID) + len(items[i].Key) + 64
+	}
+	if total > limit {
+		return invalid("%d items of %d bytes in all, over the %d one call may add: split the batch", len(items), total, limit)
 	}
 	return nil
 }

@@ -50,6 +50,7 @@ type Pool struct {
 
 type worker struct {
 	stop context.CancelFunc // retires it: ends its claim
+	busy atomic.Bool        // running the handler
 }
 
 type poolOptions struct {
@@ -157,21 +158,34 @@ func (p *Pool) run(ctx context.Context, w *worker) {
 		p.mu.Unlock()
 		w.stop()
 	}()
+	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
 		c, err := p.q.Claim(ctx, p.o.lease)
 		p.lastClaimWait.Store(int64(time.Since(start)))
-		if err != nil {
-			if ctx.Err() == nil {
-				// The queue failed or closed: nothing more to do.
-				p.o.log.Warn("claim failed; worker stops", zap.Error(err))
-				return
-			}
+		switch {
+		case ctx.Err() != nil && err != nil:
 			return
+		case errors.Is(err, ErrClosed):
+			p.o.log.Warn("the queue is closed; worker stops")
+			return
+		case err != nil:
+			// A remote queue may be back soon; a broken one keeps
+			// failing, and the worker keeps asking, slowly.
+			p.o.log.Warn("claim failed; trying again", zap.Duration("in", backoff), zap.Error(err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = 10 * time.Millisecond
+		w.busy.Store(true)
 		p.busy.Add(1)
 		p.handle(c)
 		p.busy.Add(-1)
+		w.busy.Store(false)
 	}
 }
 
@@ -246,9 +260,10 @@ func (p *Pool) call(ctx context.Context, c Claim) (err error) {
 	return p.h(ctx, c)
 }
 
-// scale adds a worker when all are busy and work waits (the last claim
-// did not block, or the queue reports a backlog), and retires one when
-// two or more have waited for work through a whole interval.
+// scale adds a worker when all are busy and work waits (the queue
+// reports ready items, or, for a queue without Stats, the last claim did
+// not block), and retires an idle one when two or more were idle at two
+// ticks in a row.
 func (p *Pool) scale() {
 	defer p.scaler.Done()
 	t := time.NewTicker(p.o.interval)
@@ -274,9 +289,12 @@ func (p *Pool) scale() {
 		case idle >= 2 && n > p.o.min:
 			if idleTicks++; idleTicks >= 2 {
 				for w := range p.workers {
-					w.stop() // a busy one finishes its item first
-					p.retired.Add(1)
-					break
+					if !w.busy.Load() {
+						w.stop() // it is waiting in Claim, which ends
+						delete(p.workers, w)
+						p.retired.Add(1)
+						break
+					}
 				}
 				idleTicks = 0
 			}

@@ -246,6 +246,7 @@ type journal struct {
 	size    int64   // bytes in the file
 	buf     []byte  // appended, not yet written
 	cur     *commit // what buf will be written as
+	writing *commit // what the committer is writing, if anything
 	err     error   // a failed write or sync: the log is no longer whole
 	closing bool
 	wake    chan struct{} // buffered: buf has records
@@ -365,9 +366,19 @@ func (j *journal) compact(snap []byte) {
 // add appends an operation's records, in one batch record if more than
 // one, so that a crash keeps all or none; it returns the commit that will
 // make them durable.
+//
+// With no records it returns the pending commit: an operation that
+// changed nothing (a duplicate, say) must still not return before the
+// change it repeats, which may be in that commit, is durable.
 func (j *journal) add(rs ...record) *commit {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if len(rs) == 0 {
+		if len(j.buf) == 0 {
+			return j.writing // nil if nothing is on its way to disk
+		}
+		return j.cur // written after j.writing, so waiting on it covers both
+	}
 	if len(rs) == 1 {
 		j.buf = appendRecord(j.buf, &rs[0])
 	} else {
@@ -395,7 +406,7 @@ func (j *journal) commit() {
 		<-j.wake
 		j.mu.Lock()
 		buf, g, closing := j.buf, j.cur, j.closing
-		j.buf, j.cur = spare[:0], newCommit()
+		j.buf, j.cur, j.writing = spare[:0], newCommit(), g
 		f, err := j.f, j.err
 		j.mu.Unlock()
 		if err == nil && len(buf) > 0 {
@@ -411,9 +422,10 @@ func (j *journal) commit() {
 			j.err = err
 		}
 		j.size += int64(len(buf))
-		j.mu.Unlock()
 		g.err = err
 		close(g.done)
+		j.writing = nil
+		j.mu.Unlock()
 		spare = buf
 		if closing {
 			return
