@@ -32,6 +32,7 @@ type IncompleteError struct {
 	Cause error
 }
 
+// Error says how many leaves answered and what the policy needed.
 func (e *IncompleteError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scattergather: incomplete: %d of %d leaves answered, policy %v needs %d", e.OK, len(e.Leaves), e.Policy, e.Need)

@@ -115,6 +115,7 @@ type StatusError struct {
 	Message string // the handler's error message, or the start of the body
 }
 
+// Error names the leaf server's status.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("scattergather: leaf answered %d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
 }
@@ -247,6 +248,7 @@ type handler[Req, Resp any] struct {
 	o    httpOptions
 }
 
+// ServeHTTP answers one leaf request under the deadline it carries.
 func (h *handler[Req, Resp]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

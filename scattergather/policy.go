@@ -39,6 +39,7 @@ func First(k int) Policy { return Policy{kind: policyFirst, k: k} }
 // answered: check Result.OK.
 func BestEffort() Policy { return Policy{kind: policyBestEffort} }
 
+// String names the policy, as in "quorum(3)".
 func (p Policy) String() string {
 	switch p.kind {
 	case policyAll:

@@ -61,6 +61,7 @@ const (
 	numOutcomes
 )
 
+// String names the outcome, as in "timed out".
 func (o Outcome) String() string {
 	switch o {
 	case OK:
