@@ -29,6 +29,7 @@ const (
 	LeftCluster
 )
 
+// String names how a suspicion ended.
 func (o Outcome) String() string {
 	switch o {
 	case Pending:

@@ -28,6 +28,7 @@ const (
 	Left
 )
 
+// String names the state.
 func (s State) String() string {
 	switch s {
 	case Alive:

@@ -26,6 +26,7 @@ const (
 	NotReady
 )
 
+// String names the health state, as carried in metadata.
 func (h Health) String() string {
 	switch h {
 	case Ready:

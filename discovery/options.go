@@ -35,6 +35,7 @@ const (
 	PresetLocal
 )
 
+// String names the preset.
 func (p Preset) String() string {
 	switch p {
 	case PresetFast:

@@ -29,6 +29,7 @@ const (
 	EventRefuted
 )
 
+// String names the kind of event.
 func (k EventKind) String() string {
 	switch k {
 	case EventJoin:

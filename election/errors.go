@@ -45,6 +45,7 @@ type HeldError struct {
 	Left     time.Duration // how long the lease has left, as the leader saw it
 }
 
+// Error names the resource and who holds it.
 func (e *HeldError) Error() string {
 	return fmt.Sprintf("election: resource %q held by %q (token %d, %v left)", e.Resource, e.Holder, e.Token, e.Left)
 }

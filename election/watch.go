@@ -15,6 +15,7 @@ const (
 	Expired                       // its TTL ran out without renewal
 )
 
+// String names the kind of event.
 func (k EventKind) String() string {
 	switch k {
 	case Acquired:
