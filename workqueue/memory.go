@@ -36,10 +36,10 @@ type Memory struct {
 	waiters      waiterList        // Claims blocked for want of items
 	timer        clock.Timer
 	timerAt      mono
-	token        uint64         // the last claim's; a durable queue's run starts at epoch<<epochShift
-	epoch        uint64         // a durable queue's run
-	counter      [idDigits]byte // the last generated ID's number, in hex
-	genIDs       string         // generated IDs not yet used
+	token        uint64 // the last claim's; a durable queue's run starts at epoch<<epochShift
+	epoch        uint64 // a durable queue's run
+	generated    uint64 // IDs generated so far, a multiple of idChunk
+	genIDs       string // generated IDs not yet used
 	dead         map[string]*entry
 	free         []*entry
 	behind       int             // items behind an earlier one of their key
@@ -111,9 +111,6 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		groups: make(map[string]*group),
 	}
 	q.latency, q.handling = latency.New(&q.mu), latency.New(&q.mu)
-	for i := range q.counter {
-		q.counter[i] = '0'
-	}
 	if o.clock == clock.Real {
 		q.coarse = clock.NewCoarse(q.base)
 	}
@@ -161,22 +158,25 @@ func (q *Memory) deadline(m mono) time.Time {
 func (q *Memory) nextID() string {
 	n := len(q.prefix) + idDigits
 	if q.genIDs == "" {
+		// A chunk starts at a multiple of 64, so its IDs differ only in
+		// their last two digits: lay out the first ID, double it up to
+		// the chunk with six copies, then write two digits per ID.
+		base := q.generated
+		q.generated += idChunk
 		buf := make([]byte, idChunk*n)
-		for j := range idChunk {
-			for i := idDigits - 1; i >= 0; i-- { // add one
-				if q.counter[i] == 'f' {
-					q.counter[i] = '0'
-					continue
-				}
-				if q.counter[i] == '9' {
-					q.counter[i] = 'a'
-				} else {
-					q.counter[i]++
-				}
-				break
-			}
-			copy(buf[j*n:], q.prefix)
-			copy(buf[j*n+len(q.prefix):], q.counter[:])
+		copy(buf, q.prefix)
+		for k, v := n-1, base; k >= len(q.prefix); k-- {
+			buf[k] = hexDigits[v&15]
+			v >>= 4
+		}
+		for m := n; m < len(buf); m *= 2 {
+			copy(buf[m:], buf[:m])
+		}
+		hi := base >> 4 & 15 // 0, 4, 8 or 12: room for j>>4
+		for j := range uint64(idChunk) {
+			end := int(j+1) * n
+			buf[end-1] = hexDigits[j&15]
+			buf[end-2] = hexDigits[hi|j>>4]
 		}
 		q.genIDs = unsafe.String(&buf[0], len(buf)) // buf is never written again
 	}
@@ -185,9 +185,11 @@ func (q *Memory) nextID() string {
 	return id
 }
 
+const hexDigits = "0123456789abcdef"
+
 const (
 	idDigits = 12 // 2^48 IDs per queue
-	idChunk  = 64
+	idChunk  = 64 // a power of two from 16 to 256: see nextID
 )
 
 // Enqueue adds items, all or none: it checks every one first. Items

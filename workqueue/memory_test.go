@@ -148,10 +148,14 @@ func TestGeneratedIDs(t *testing.T) {
 		f.enqueue(Item{Payload: []byte("x")})
 	}
 	seen := map[string]bool{}
-	for range n {
+	for i := range n {
 		c := f.claim(time.Minute)
 		if c.ID == "" || seen[c.ID] {
 			t.Fatalf("ID %q empty or seen", c.ID)
+		}
+		// The queue's prefix and the count so far, in 12 hex digits.
+		if want := fmt.Sprintf("%s%012x", f.prefix, i); c.ID != want {
+			t.Fatalf("ID %d is %q, want %q", i, c.ID, want)
 		}
 		seen[c.ID] = true
 		f.ack(c)
