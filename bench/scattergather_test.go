@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/distkit/distkit/internal/loadtest"
 	"github.com/distkit/distkit/scattergather"
 )
 
@@ -130,7 +131,8 @@ func (s *tailServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // startTail serves a fresh tailServer on 127.0.0.1 whose latencies come
-// from seed.
+// from seed. stop closes it; so does the benchmark's end, should a
+// failure skip stop.
 func startTail(b *testing.B, seed uint64) (*tailServer, string, func()) {
 	s := &tailServer{rng: rand.New(rand.NewPCG(seed, seed))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -139,6 +141,7 @@ func startTail(b *testing.B, seed uint64) (*tailServer, string, func()) {
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
+	b.Cleanup(func() { _ = srv.Close() })
 	return s, "http://" + ln.Addr().String() + "/", func() { _ = srv.Close() }
 }
 
@@ -194,10 +197,6 @@ func runRequests(b *testing.B, n int, do func(ctx context.Context) error) []time
 		b.Fatal(err)
 	}
 	return lat
-}
-
-func pct(sorted []time.Duration, p float64) time.Duration {
-	return sorted[int(p*float64(len(sorted)-1))]
 }
 
 // hedgeClient is one implementation's way of sending a request to url,
@@ -318,7 +317,7 @@ func runHedgeSet(b *testing.B) {
 			if round == 0 {
 				if im.name == "none" {
 					slices.Sort(lat)
-					delay = pct(lat, 0.95)
+					delay = loadtest.Percentile(lat, 0.95)
 				}
 				continue
 			}
@@ -336,7 +335,7 @@ func runHedgeSet(b *testing.B) {
 		hedgeSets[im.name] = append(hedgeSets[im.name], hedgeResult{
 			lat:    lats[i],
 			extra:  float64(sent[i]-total) / float64(total) * 100,
-			vsPeer: float64(pct(lats[i], 0.99)) / float64(pct(lats[peer], 0.99)),
+			vsPeer: float64(loadtest.Percentile(lats[i], 0.99)) / float64(loadtest.Percentile(lats[peer], 0.99)),
 			note:   clients[i].note(),
 		})
 	}
@@ -367,12 +366,12 @@ func BenchmarkHedge(b *testing.B) {
 				r, hedgeSets[im.name] = hedgeSets[im.name][0], hedgeSets[im.name][1:]
 				lat := r.lat
 				b.Logf("%s: p50 %v p95 %v p97 %v p98 %v p99 %v p99.5 %v p99.9 %v max %v, %.2f%% extra requests%s",
-					im.name, pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.97), pct(lat, 0.98), pct(lat, 0.99),
-					pct(lat, 0.995), pct(lat, 0.999), lat[len(lat)-1], r.extra, r.note)
+					im.name, loadtest.Percentile(lat, 0.5), loadtest.Percentile(lat, 0.95), loadtest.Percentile(lat, 0.97), loadtest.Percentile(lat, 0.98), loadtest.Percentile(lat, 0.99),
+					loadtest.Percentile(lat, 0.995), loadtest.Percentile(lat, 0.999), lat[len(lat)-1], r.extra, r.note)
 			}
 			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(ms(pct(r.lat, 0.5)), "p50-ms")
-			b.ReportMetric(ms(pct(r.lat, 0.99)), "p99-ms")
+			b.ReportMetric(ms(loadtest.Percentile(r.lat, 0.5)), "p50-ms")
+			b.ReportMetric(ms(loadtest.Percentile(r.lat, 0.99)), "p99-ms")
 			b.ReportMetric(r.extra, "extra-requests-%")
 			b.ReportMetric(r.vsPeer, "p99-vs-hedgedhttp")
 		})

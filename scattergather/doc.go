@@ -44,7 +44,8 @@
 // the hedge timer fires a millisecond early and waits out the rest on a
 // timerfd, which wakes within tens of microseconds, so hedges go out that
 // close to their delay unless the timer was late by more than the
-// millisecond (a busy machine); elsewhere Go's timers decide.
+// millisecond (a busy machine). Delays of 2 ms or less, and other
+// platforms, make do with Go's timers.
 //
 // # Trees
 //

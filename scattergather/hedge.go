@@ -37,11 +37,11 @@ const (
 // hedged asks leaf i, then its replicas as Hedge says, and delivers the
 // first answer, or the last error if none answered, exactly once. The
 // leaf itself is asked in the calling goroutine, and hedges are sent by
-// a timer, so a request that answers more than wakeEarly before its
+// a timer, so a request that answers more than early() before its
 // delay costs no extra goroutine (one that is still running then costs
 // the timer's goroutine and, on Linux, a timerfd: about seven system
-// calls); the request that answers first delivers its answer itself. The requests hedged
-// started have all returned when it returns.
+// calls); the request that answers first delivers its answer itself.
+// The requests hedged started have all returned when it returns.
 func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, delay time.Duration, start time.Time, deliver func(answer[Resp])) {
 	h := &hedging[Req, Resp, Out]{g: g, t: &g.targets[i], ctx: ctx, req: req, delay: delay, start: start, deliver: deliver}
 	h.ch = make(chan error, len(h.t.Replicas))
@@ -54,7 +54,7 @@ func (g *Gatherer[Req, Resp, Out]) hedged(ctx context.Context, i int, req Req, d
 		// comes from do: time spent waiting to be scheduled counts.
 		h.bg.Add(1)
 		h.due = start.Add(delay)
-		h.timer = time.AfterFunc(max(delay-time.Since(start)-wakeEarly, 0), h.fire)
+		h.timer = time.AfterFunc(max(delay-time.Since(start)-h.early(), 0), h.fire)
 	}
 	h.mu.Unlock()
 
@@ -195,12 +195,23 @@ func (h *hedging[Req, Resp, Out]) fire() {
 	if ok && h.sent <= len(h.t.Replicas) {
 		h.bg.Add(1)
 		h.due = time.Now().Add(h.delay)
-		h.timer.Reset(max(h.delay-wakeEarly, 0))
+		h.timer.Reset(max(h.delay-h.early(), 0))
 	}
 	h.mu.Unlock()
 	if ok {
 		h.ask(r)
 	}
+}
+
+// early is how long before its delay the timer fires, to wait out the
+// rest precisely. Not for a delay within 2×wakeEarly: its timer would go
+// off at once, costing every request a goroutine and a timerfd; such
+// delays make do with Go's timers.
+func (h *hedging[Req, Resp, Out]) early() time.Duration {
+	if h.delay > 2*wakeEarly {
+		return wakeEarly
+	}
+	return 0
 }
 
 // failoverLocked asks the next replica at once, after a failure.

@@ -180,10 +180,7 @@ func (l *HTTPLeaf[Req, Resp]) Do(ctx context.Context, req Req) (Resp, error) {
 		if left <= 0 {
 			return zero, context.DeadlineExceeded
 		}
-		// Whole microseconds, rounded up so that a sliver is not sent as
-		// none; at most what a Handler accepts.
-		left = min((left + time.Microsecond - 1).Truncate(time.Microsecond), maxTimeout)
-		hr.Header.Set(TimeoutHeader, strconv.FormatFloat(float64(left)/float64(time.Millisecond), 'f', 3, 64))
+		hr.Header.Set(TimeoutHeader, formatTimeout(left))
 	}
 	resp, err := l.o.client.Do(hr)
 	if err != nil {
@@ -300,6 +297,14 @@ func (h *handler[Req, Resp]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // parseTimeout reads TimeoutHeader: milliseconds, above 0 and at most a
 // day.
+// formatTimeout writes the time left (more than 0) as the header's
+// milliseconds: whole microseconds, rounded up so that a sliver is not
+// sent as none, and at most what a Handler accepts.
+func formatTimeout(left time.Duration) string {
+	left = min((left + time.Microsecond - 1).Truncate(time.Microsecond), maxTimeout)
+	return strconv.FormatFloat(float64(left)/float64(time.Millisecond), 'f', 3, 64)
+}
+
 func parseTimeout(v string) (time.Duration, error) {
 	ms, err := strconv.ParseFloat(v, 64)
 	if err != nil || !(ms > 0) || ms > float64(maxTimeout/time.Millisecond) {

@@ -207,6 +207,17 @@ func TestHTTPDeadlineExtremes(t *testing.T) {
 		_, _ = httpLeaf(t, tiny).Do(ctx, query{})
 		cancel()
 	}
+	// That loop seldom reaches the header: the deadline has mostly passed
+	// first. The formatting itself, at the edges:
+	for left, want := range map[time.Duration]time.Duration{
+		time.Nanosecond: time.Microsecond, 300 * time.Nanosecond: time.Microsecond,
+		1500 * time.Microsecond: 1500 * time.Microsecond, 48 * time.Hour: maxTimeout,
+	} {
+		got, err := parseTimeout(formatTimeout(left))
+		if err != nil || got != want {
+			t.Errorf("%v left: header %q reads back as %v, %v; want %v", left, formatTimeout(left), got, err, want)
+		}
+	}
 }
 
 func TestHTTPInvalid(t *testing.T) {

@@ -77,8 +77,10 @@ func (g *Gatherer[Req, Resp, Out]) record(res *Result[Out], success bool) {
 	c.hedges += uint64(res.Hedges)
 	c.hedgesWon += uint64(res.HedgesWon)
 	for i := range res.Leaves {
-		if res.Leaves[i].Outcome == OK {
-			g.leafLat.AddLocked(res.Leaves[i].Latency)
+		// A leaf a replica won for took at least the hedge delay: the
+		// replica's own time went in when it answered, instead.
+		if l := &res.Leaves[i]; l.Outcome == OK && l.Winner == 0 {
+			g.leafLat.AddLocked(l.Latency)
 		}
 	}
 	g.callLat.AddLocked(res.Elapsed)

@@ -163,9 +163,9 @@ func TestAnswerStopsHedgeWait(t *testing.T) {
 	w := &fakeWaker{waiting: make(chan struct{}), stopped: make(chan struct{})}
 	defer func(f func(time.Duration) waker, early time.Duration) { newWaker, wakeEarly = f, early }(newWaker, wakeEarly)
 	newWaker = func(time.Duration) waker { return w }
-	// The timer fires at once and waits on the waker, for a minute: the
-	// leaf answers well within it, however slow the machine.
-	wakeEarly = 2 * time.Minute
+	// The timer fires 100 ms in and waits on the fake waker, which waits
+	// until stopped: the leaf answers then, however slow the machine.
+	wakeEarly = 90 * time.Millisecond
 	primary := LeafFunc[int, int](func(ctx context.Context, _ int) (int, error) {
 		select {
 		case <-w.waiting:
@@ -176,7 +176,7 @@ func TestAnswerStopsHedgeWait(t *testing.T) {
 	})
 	replica := ok(7)
 	ts := []Target[int, int]{{Leaf: primary, Replicas: []Leaf[int, int]{replica}}}
-	g := mustNew(t, ts, Sum[int](), WithHedge(Hedge{After: time.Minute}))
+	g := mustNew(t, ts, Sum[int](), WithHedge(Hedge{After: 190 * time.Millisecond}))
 	res, err := g.Gather(ctxTimeout(t, 10*time.Second), 0)
 	if err != nil || res.Value != 1 || res.Hedges != 0 || replica.calls.Load() != 0 {
 		t.Fatalf("value %d, hedges %d, replica calls %d, err %v", res.Value, res.Hedges, replica.calls.Load(), err)

@@ -85,12 +85,10 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 		return fail(err)
 	}
 	q.j = j
-	j.snapshot = func() []byte {
+	j.snapshot = func() ([]byte, *commit) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		snap := q.snapshotLocked()
-		j.compact(snap)
-		return snap
+		return q.snapshotLocked(), j.cut()
 	}
 	go j.commit()
 	// This run's epoch is on disk before any claim carries it.
@@ -230,29 +228,25 @@ func (q *Memory) snapshotLocked() []byte {
 		}
 	}
 	// Generated items that are not dead are in no map: find them where
-	// they wait.
-	seen := make(map[*entry]bool, len(es))
-	for _, e := range es {
-		seen[e] = true
-	}
-	add := func(e *entry) {
-		if !seen[e] {
-			seen[e] = true
+	// they wait. Each entry is in one place: a key's head is ready,
+	// delayed or claimed; the rest of its chain is behind.
+	generated := func(e *entry) {
+		if !e.given {
 			es = append(es, e)
 		}
 	}
 	for i := range q.ready.size {
-		add(q.ready.buf[(q.ready.head+i)%len(q.ready.buf)])
+		generated(q.ready.buf[(q.ready.head+i)%len(q.ready.buf)])
 	}
 	for _, e := range q.delayed {
-		add(e)
+		generated(e)
 	}
 	for _, e := range q.leases {
-		add(e)
+		generated(e)
 	}
 	for _, k := range q.keys {
-		for e := k.head; e != nil; e = e.next {
-			add(e)
+		for e := k.head.next; e != nil; e = e.next {
+			generated(e)
 		}
 	}
 	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
@@ -268,12 +262,7 @@ func (q *Memory) snapshotLocked() []byte {
 			buf = appendRecord(buf, &record{kind: recFired, id: name})
 			continue
 		}
-		members := make([]string, 0, len(g.values))
-		for m := range g.values {
-			members = append(members, m)
-		}
-		slices.Sort(members)
-		for _, m := range members {
+		for _, m := range g.members() {
 			buf = appendRecord(buf, &record{kind: recMember, id: name, key: m, failures: g.size, payload: g.values[m]})
 		}
 	}

@@ -116,7 +116,7 @@ func (h *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err = decode(r, &body); err == nil {
 			items := make([]Item, len(body.Items))
 			for i, it := range body.Items {
-				items[i] = Item{ID: it.ID, Payload: it.Payload, Key: it.Key, NotBefore: it.NotBefore}
+				items[i] = Item(it) // the queue sets Attempt
 			}
 			err = h.q.Enqueue(ctx, items...)
 		}
@@ -377,7 +377,6 @@ func (cl *Client) Enqueue(ctx context.Context, items ...Item) error {
 	}{make([]wireItem, len(items))}
 	for i, it := range items {
 		body.Items[i] = toWire(it)
-		body.Items[i].Attempt = 0
 	}
 	_, err := cl.call(ctx, http.MethodPost, pathEnqueue, body, nil)
 	return err

@@ -15,6 +15,16 @@ type group struct {
 	fired  bool
 }
 
+// members returns the names of the group's members, in order.
+func (g *group) members() []string {
+	ms := make([]string, 0, len(g.values))
+	for m := range g.values {
+		ms = append(ms, m)
+	}
+	slices.Sort(ms)
+	return ms
+}
+
 // Joiner is what Join and Reduce stages need of their output queue:
 // Memory and Disk are Joiners.
 type Joiner interface {
@@ -75,12 +85,7 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 	var values [][]byte
 	complete := len(g.values) == g.size
 	if complete {
-		members := make([]string, 0, len(g.values))
-		for m := range g.values {
-			members = append(members, m)
-		}
-		slices.Sort(members)
-		for _, m := range members {
+		for _, m := range g.members() {
 			values = append(values, g.values[m])
 		}
 	}

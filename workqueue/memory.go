@@ -25,31 +25,29 @@ type Memory struct {
 	base   time.Time     // when made: times are kept as nanoseconds since
 	coarse *clock.Coarse // the real clock, read cheaply; nil on a fake one
 
-	mu           sync.Mutex
-	closed       bool
-	ids          map[string]*entry // every item held, by ID
-	ready        ring              // claimable now, in order
-	delayed      entryHeap         // waiting for their time: not-before or backoff
-	leases       entryHeap         // claimed, by deadline
-	keys         map[string]*keyQueue
-	groups       map[string]*group // joins and reduces whose result comes here
-	waiters      waiterList        // Claims blocked for want of items
-	timer        clock.Timer
-	timerAt      mono
-	token        uint64 // the last claim's; a durable queue's run starts at epoch<<epochShift
-	epoch        uint64 // a durable queue's run
-	generated    uint64 // IDs generated so far, a multiple of idChunk
-	genIDs       string // generated IDs not yet used
-	dead         map[string]*entry
-	free         []*entry
-	behind       int             // items behind an earlier one of their key
-	seq          uint64          // items placed, for their order
-	j            *journal        // the log, for a durable queue
-	latency      *latency.Window // enqueue to ack
-	handling     *latency.Window // claim to ack
-	lastAt       mono            // the last deadline converted
-	lastDeadline time.Time       // and what it converted to
-	st           counters
+	mu        sync.Mutex
+	closed    bool
+	ids       map[string]*entry // every item held, by ID
+	ready     ring              // claimable now, in order
+	delayed   entryHeap         // waiting for their time: not-before or backoff
+	leases    entryHeap         // claimed, by deadline
+	keys      map[string]*keyQueue
+	groups    map[string]*group // joins and reduces whose result comes here
+	waiters   waiterList        // Claims blocked for want of items
+	timer     clock.Timer
+	timerAt   mono
+	token     uint64 // the last claim's; a durable queue's run starts at epoch<<epochShift
+	epoch     uint64 // a durable queue's run
+	generated uint64 // IDs generated so far, a multiple of idChunk
+	genIDs    string // generated IDs not yet used
+	dead      map[string]*entry
+	free      []*entry
+	behind    int             // items behind an earlier one of their key
+	seq       uint64          // items placed, for their order
+	j         *journal        // the log, for a durable queue
+	latency   *latency.Window // enqueue to ack
+	handling  *latency.Window // claim to ack
+	st        counters
 }
 
 // entry is the queue's record of one item.
@@ -143,15 +141,6 @@ func (q *Memory) mono(t time.Time) mono {
 // time converts m to a time.Time.
 func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
 
-// deadline converts a lease's end to a time.Time, reusing the last
-// conversion: claims within one tick of the coarse clock share it.
-func (q *Memory) deadline(m mono) time.Time {
-	if m != q.lastAt || q.lastDeadline.IsZero() {
-		q.lastAt, q.lastDeadline = m, q.time(m)
-	}
-	return q.lastDeadline
-}
-
 // nextID returns a new generated ID: the queue's prefix and a counter in
 // idDigits hex digits. They are made idChunk at a time into one string,
 // so that each costs no allocation of its own, by counting in place.
@@ -186,6 +175,9 @@ func (q *Memory) nextID() string {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// maxFree bounds the entries kept for reuse.
+const maxFree = 4096
 
 const (
 	idDigits = 12 // 2^48 IDs per queue
@@ -376,7 +368,7 @@ func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	}
 	q.st.claimed++
 	e.claimed = now
-	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	*c = Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
 	return true
 }
 
@@ -459,7 +451,9 @@ func (q *Memory) finish(e *entry) {
 	}
 	q.advanceKey(e, 0)
 	*e = entry{q: q}
-	q.free = append(q.free, e)
+	if len(q.free) < maxFree { // after a burst, let the GC have the rest
+		q.free = append(q.free, e)
+	}
 }
 
 // advanceKey lets the item behind e on its key go, now that e is done
@@ -563,19 +557,9 @@ func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		if c := a.At.Compare(b.At); c != 0 {
 			return c
 		}
-		return cmpString(a.ID, b.ID)
+		return strings.Compare(a.ID, b.ID)
 	})
 	return ds, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Requeue puts dead letters back with fresh counts, all or none. An item
@@ -707,6 +691,14 @@ type Percentiles struct {
 func percentiles(w *latency.Window) Percentiles {
 	q, _ := w.Quantiles(0.5, 0.9, 0.99)
 	return Percentiles{q[0], q[1], q[2]}
+}
+
+// readyCount is how many items may be claimed now, for a Pool's scaling:
+// cheaper than Stats.
+func (q *Memory) readyCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ready.len()
 }
 
 // Depth is how many items wait: ready, delayed or behind their key.

@@ -29,7 +29,7 @@ type Pool struct {
 	q     Queue
 	h     Handler
 	o     poolOptions
-	stats interface{ Stats() Stats } // q, if it has Stats, for the backlog
+	ready interface{ readyCount() int } // q, if it is a Memory or Disk, for the backlog
 
 	ctx    context.Context // ends at Close's deadline: handlers stop
 	cancel context.CancelFunc
@@ -44,6 +44,7 @@ type Pool struct {
 	done, failed, panics   atomic.Uint64
 	lost, started, retired atomic.Uint64
 	lastClaimWait          atomic.Int64 // ns the last claim blocked
+	queueClosed            atomic.Bool  // a worker saw ErrClosed: add no more
 	closeOnce              sync.Once
 	scaler                 sync.WaitGroup
 }
@@ -124,8 +125,8 @@ func NewPool(q Queue, h Handler, opts ...PoolOption) (*Pool, error) {
 		}
 	}
 	p := &Pool{q: q, h: h, o: o, workers: map[*worker]struct{}{}}
-	if s, ok := q.(interface{ Stats() Stats }); ok {
-		p.stats = s
+	if r, ok := q.(interface{ readyCount() int }); ok {
+		p.ready = r
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.claims, p.stop = context.WithCancel(p.ctx)
@@ -159,15 +160,23 @@ func (p *Pool) run(ctx context.Context, w *worker) {
 		w.stop()
 	}()
 	backoff := 10 * time.Millisecond
+	base, cancel := context.WithCancel(p.ctx) // handlers' contexts hang here, not all on p.ctx
+	defer cancel()
 	for ctx.Err() == nil {
-		start := time.Now()
+		var start time.Time
+		if p.ready == nil {
+			start = time.Now() // how long claims block is the backlog signal
+		}
 		c, err := p.q.Claim(ctx, p.o.lease)
-		p.lastClaimWait.Store(int64(time.Since(start)))
+		if p.ready == nil {
+			p.lastClaimWait.Store(int64(time.Since(start)))
+		}
 		switch {
 		case ctx.Err() != nil && err != nil:
 			return
 		case errors.Is(err, ErrClosed):
 			p.o.log.Warn("the queue is closed; worker stops")
+			p.queueClosed.Store(true)
 			return
 		case err != nil:
 			// A remote queue may be back soon; a broken one keeps
@@ -183,7 +192,7 @@ func (p *Pool) run(ctx context.Context, w *worker) {
 		backoff = 10 * time.Millisecond
 		w.busy.Store(true)
 		p.busy.Add(1)
-		p.handle(c)
+		p.handle(base, c)
 		p.busy.Add(-1)
 		w.busy.Store(false)
 	}
@@ -191,8 +200,8 @@ func (p *Pool) run(ctx context.Context, w *worker) {
 
 // handle runs the handler on c, extending its lease meanwhile, then acks
 // or nacks it.
-func (p *Pool) handle(c Claim) {
-	hctx, cancel := context.WithCancel(p.ctx)
+func (p *Pool) handle(base context.Context, c Claim) {
+	hctx, cancel := context.WithCancel(base)
 	defer cancel()
 	// The lease is extended by a timer, so that a handler done within a
 	// third of the lease (most) costs no goroutine for it.
@@ -275,13 +284,16 @@ func (p *Pool) scale() {
 			return
 		case <-t.C:
 		}
+		if p.queueClosed.Load() {
+			return // workers would only fail: no more of them
+		}
+		waiting := time.Duration(p.lastClaimWait.Load()) < time.Millisecond
+		if p.ready != nil {
+			waiting = p.ready.readyCount() > 0 // before p.mu: it takes the queue's lock
+		}
 		p.mu.Lock()
 		n := len(p.workers)
 		idle := n - int(p.busy.Load())
-		waiting := time.Duration(p.lastClaimWait.Load()) < time.Millisecond
-		if p.stats != nil {
-			waiting = p.stats.Stats().Ready > 0
-		}
 		switch {
 		case idle == 0 && waiting && n < p.o.max:
 			p.addLocked()

@@ -164,10 +164,14 @@ func TestJoinFiresOnceAcrossRestarts(t *testing.T) {
 	for _, tc := range []struct {
 		name, member string
 		size         int
-	}{{"", "m", 1}, {"g", "", 1}, {"g", "m", 0}, {"g1", "x", 4}} {
-		if _, _, err := out.Join(ctx, tc.name, tc.size, tc.member, nil); tc.name != "g1" && !errors.Is(err, ErrInvalid) {
+	}{{"", "m", 1}, {"g", "", 1}, {"g", "m", 0}} {
+		if _, _, err := out.Join(ctx, tc.name, tc.size, tc.member, nil); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Join(%q, %d, %q): %v", tc.name, tc.size, tc.member, err)
 		}
+	}
+	// A member of a fired group is ignored, whatever it says.
+	if values, complete, err := out.Join(ctx, "g1", 4, "x", nil); err != nil || complete || values != nil {
+		t.Errorf("Join into a fired group: %v, %v, %v", values, complete, err)
 	}
 	if _, _, err := out.Join(ctx, "g3", 1, "a", nil); err != nil {
 		t.Fatal(err)

@@ -63,7 +63,7 @@ func appendRecord(buf []byte, r *record) []byte {
 	case recEnqueue:
 		buf = appendString(buf, r.key)
 		buf = binary.AppendVarint(buf, r.notBefore)
-		buf = appendString(buf, string(r.payload))
+		buf = appendBytes(buf, r.payload)
 	case recRetry:
 		buf = binary.AppendVarint(buf, int64(r.failures))
 		buf = binary.AppendVarint(buf, int64(r.expiries))
@@ -78,7 +78,7 @@ func appendRecord(buf []byte, r *record) []byte {
 	case recMember:
 		buf = appendString(buf, r.key)
 		buf = binary.AppendVarint(buf, int64(r.failures))
-		buf = appendString(buf, string(r.payload))
+		buf = appendBytes(buf, r.payload)
 	case recBatch:
 		for i := range r.batch {
 			buf = appendRecord(buf, &r.batch[i])
@@ -93,6 +93,11 @@ func appendRecord(buf []byte, r *record) []byte {
 func appendString(buf []byte, s string) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s)))
 	return append(buf, s...)
+}
+
+func appendBytes(buf, b []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(b)))
+	return append(buf, b...)
 }
 
 // maxRecord bounds a record's body: the largest payload, ID, key and
@@ -110,7 +115,7 @@ func decodeRecord(body []byte) (record, error) {
 	case recEnqueue:
 		r.key = d.string()
 		r.notBefore = d.varint()
-		r.payload = []byte(d.string())
+		r.payload = d.bytes()
 	case recAck, recRequeue:
 	case recRetry:
 		r.failures, r.expiries = int(d.varint()), int(d.varint())
@@ -124,7 +129,7 @@ func decodeRecord(body []byte) (record, error) {
 	case recMember:
 		r.key = d.string()
 		r.failures = int(d.varint())
-		r.payload = []byte(d.string())
+		r.payload = d.bytes()
 	case recFired:
 	case recBatch:
 		// The inner records are whole, or the batch is corrupt: one CRC
@@ -170,6 +175,18 @@ func (d *decoder) varint() int64 {
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// bytes returns a length-prefixed field as a copy of its own.
+func (d *decoder) bytes() []byte {
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)-k) {
+		d.err = errCorrupt
+		return nil
+	}
+	b := bytes.Clone(d.b[k : k+int(n)])
+	d.b = d.b[k+int(n):]
+	return b
 }
 
 func (d *decoder) string() string {
@@ -252,8 +269,8 @@ type journal struct {
 	wake    chan struct{} // buffered: buf has records
 	done    chan struct{} // closed when the committer has stopped
 
-	compactAt   int64         // size at which to compact
-	snapshot    func() []byte // the queue's state as records; takes its lock
+	compactAt   int64                    // size at which to compact
+	snapshot    func() ([]byte, *commit) // the queue's state as records, and cut's commit
 	compactions int
 }
 
@@ -332,15 +349,22 @@ func writeSnapshot(dir string, snap []byte) error {
 	return syncDir(dir)
 }
 
-// compact replaces the log with snap, which holds the effect of every
-// record appended so far (the caller holds the queue's lock, so none is
-// being appended); the pending records are durable once it is written.
-// The committer calls it between groups.
-func (j *journal) compact(snap []byte) {
+// cut drops the pending records, whose effect a snapshot taken under
+// the queue's lock holds, and returns the commit they were waiting for,
+// which compact completes. Records appended after it go to the new log.
+func (j *journal) cut() *commit {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	g := j.cur
 	j.buf, j.cur = j.buf[:0], newCommit()
-	j.mu.Unlock()
+	return g
+}
+
+// compact replaces the log with snap and completes g, the commit cut
+// returned. The committer calls it between groups, without the queue's
+// lock: operations go on meanwhile, and their records follow the
+// snapshot in the new log.
+func (j *journal) compact(snap []byte, g *commit) {
 	err := writeSnapshot(j.dir, snap)
 	var f *os.File
 	if err == nil {
@@ -434,7 +458,7 @@ func (j *journal) commit() {
 		due := j.err == nil && j.size >= j.compactAt
 		j.mu.Unlock()
 		if due {
-			j.snapshot() // calls compact under the queue's lock
+			j.compact(j.snapshot())
 		}
 	}
 }

@@ -157,6 +157,7 @@ func run() error {
 	}()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	timeout := time.After(30 * time.Second)
 	var result workqueue.Claim
 wait:
 	for {
@@ -167,7 +168,7 @@ wait:
 			s, l := smallPool.Stats(), largePool.Stats()
 			fmt.Printf("%5dms  results %2d/%d  small: %d workers, %d busy  large: %d workers, %d busy\n",
 				time.Since(start).Milliseconds(), results.Stats().Done, len(items), s.Workers, s.Busy, l.Workers, l.Busy)
-		case <-time.After(30 * time.Second):
+		case <-timeout:
 			return errors.New("the batch did not finish in 30 s")
 		}
 	}

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,10 +41,24 @@ func TestLoadStopsAndMeasures(t *testing.T) {
 }
 
 func TestAwaitExitTimesOut(t *testing.T) {
-	stop := make(chan struct{})
-	go func() { <-stop }()
-	defer close(stop)
-	if AwaitExit("loadtest.TestAwaitExitTimesOut", 100*time.Millisecond) {
+	stop, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(stop) })
+	go parked(started, stop)
+	<-started
+	// The name of the parked goroutine's function, which no other stack
+	// holds (the test's own stack names the test, not it).
+	if AwaitExit("loadtest.parked", 100*time.Millisecond) {
 		t.Fatal("reported a running goroutine as ended")
 	}
+	once.Do(func() { close(stop) })
+	if !AwaitExit("loadtest.parked", 5*time.Second) {
+		t.Fatal("an ended goroutine was still reported running")
+	}
+}
+
+//go:noinline
+func parked(started, stop chan struct{}) {
+	close(started)
+	<-stop
 }
