@@ -236,7 +236,7 @@ func (q *Memory) snapshotLocked() []byte {
 		}
 	}
 	for i := range q.ready.size {
-		generated(q.ready.buf[(q.ready.head+i)%len(q.ready.buf)])
+		generated(q.ready.at(i))
 	}
 	for _, e := range q.delayed {
 		generated(e)

@@ -36,10 +36,12 @@ type Memory struct {
 	waiters   waiterList        // Claims blocked for want of items
 	timer     clock.Timer
 	timerAt   mono
-	token     uint64 // the last claim's; a durable queue's run starts at epoch<<epochShift
-	epoch     uint64 // a durable queue's run
-	generated uint64 // IDs generated so far, a multiple of idChunk
-	genIDs    string // generated IDs not yet used
+	lastAt    mono      // the last Deadline converted, and what it came to:
+	lastTime  time.Time // the coarse clock makes many deadlines alike
+	token     uint64    // the last claim's; a durable queue's run starts at epoch<<epochShift
+	epoch     uint64    // a durable queue's run
+	generated uint64    // IDs generated so far, a multiple of idChunk
+	genIDs    string    // generated IDs not yet used
 	dead      map[string]*entry
 	free      []*entry
 	behind    int             // items behind an earlier one of their key
@@ -140,6 +142,15 @@ func (q *Memory) mono(t time.Time) mono {
 
 // time converts m to a time.Time.
 func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
+
+// deadline is time for a lease's end; q.mu held. Claims in the same tick
+// of the coarse clock with the same lease end alike, so it keeps the last.
+func (q *Memory) deadline(m mono) time.Time {
+	if m != q.lastAt || q.lastTime.IsZero() {
+		q.lastAt, q.lastTime = m, q.time(m)
+	}
+	return q.lastTime
+}
 
 // nextID returns a new generated ID: the queue's prefix and a counter in
 // idDigits hex digits. They are made idChunk at a time into one string,
@@ -368,7 +379,7 @@ func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
 	}
 	q.st.claimed++
 	e.claimed = now
-	*c = Claim{Item: e.item, Token: e.token, Deadline: q.time(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
 	return true
 }
 
@@ -538,7 +549,7 @@ func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Clai
 	e.at = now + mono(lease)
 	q.leases.fix(e)
 	q.armLocked(now)
-	c.Deadline = q.time(e.at)
+	c.Deadline = q.deadline(e.at)
 	return c, nil
 }
 

@@ -1,6 +1,7 @@
 package workqueue
 
-// ring is a FIFO of entries that reuses its buffer.
+// ring is a FIFO of entries that reuses its buffer, whose length is a
+// power of two so that an index wraps with a mask, not a division.
 type ring struct {
 	buf        []*entry
 	head, size int
@@ -12,11 +13,11 @@ func (r *ring) push(e *entry) {
 	if r.size == len(r.buf) {
 		n := make([]*entry, max(16, 2*len(r.buf)))
 		for i := range r.size {
-			n[i] = r.buf[(r.head+i)%len(r.buf)]
+			n[i] = r.at(i)
 		}
 		r.buf, r.head = n, 0
 	}
-	r.buf[(r.head+r.size)%len(r.buf)] = e
+	r.buf[(r.head+r.size)&(len(r.buf)-1)] = e
 	r.size++
 }
 
@@ -26,10 +27,13 @@ func (r *ring) pop() *entry {
 	}
 	e := r.buf[r.head]
 	r.buf[r.head] = nil
-	r.head = (r.head + 1) % len(r.buf)
+	r.head = (r.head + 1) & (len(r.buf) - 1)
 	r.size--
 	return e
 }
+
+// at returns the i'th entry from the head.
+func (r *ring) at(i int) *entry { return r.buf[(r.head+i)&(len(r.buf)-1)] }
 
 // entryHeap is a min-heap of entries by at, each knowing its index so
 // that it can be removed or moved.
