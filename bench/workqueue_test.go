@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ func queueImpls() []queueImpl {
 		{"client-go", runClientGo},
 		{"distkit-memory", func(b *testing.B, n, w int) { runDistkit(b, n, w, false) }},
 		{"distkit-memory-ids", func(b *testing.B, n, w int) { runDistkit(b, n, w, true) }},
+		{"floor", runFloor},
 	}
 }
 
@@ -45,6 +47,9 @@ func queueImpls() []queueImpl {
 //     generated IDs: leased, fenced claims, retries, dedup by ID.
 //   - distkit-memory-ids: the same with IDs given by the workers, made
 //     before the timer starts, so dedup has a map to keep.
+//   - floor: what any queue with workqueue's API costs at the least: one
+//     lock per call, a FIFO, a slot per lease, and the Item copied in and
+//     a Claim-shaped value copied out; no IDs, clock, stats or retries.
 func BenchmarkQueue(b *testing.B) {
 	for _, im := range queueImpls() {
 		for _, w := range []int{1, 2, 8} {
@@ -145,6 +150,113 @@ func runDistkit(b *testing.B, n, workers int, givenIDs bool) {
 	if s := q.Stats(); s.Done != uint64(n) || s.Depth() != 0 {
 		b.Fatalf("stats %+v after %d items", s, n)
 	}
+}
+
+// floorQueue is the least a queue with workqueue's API can do: see
+// BenchmarkQueue.
+type floorQueue struct {
+	mu     sync.Mutex
+	ready  []*floorEntry
+	leases []*floorEntry // by index, swapped out on ack
+	free   []*floorEntry
+	token  uint64
+}
+
+type floorEntry struct {
+	item  workqueue.Item
+	token uint64
+	idx   int
+}
+
+// floorClaim has the shape of workqueue.Claim.
+type floorClaim struct {
+	workqueue.Item
+	Token              uint64
+	Deadline           time.Time
+	Failures, Expiries int
+	e                  *floorEntry
+}
+
+//go:noinline
+func (q *floorQueue) enqueue(ctx context.Context, items ...workqueue.Item) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	for i := range items {
+		var e *floorEntry
+		if n := len(q.free); n > 0 {
+			e, q.free = q.free[n-1], q.free[:n-1]
+		} else {
+			e = new(floorEntry)
+		}
+		e.item = items[i]
+		q.ready = append(q.ready, e)
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+//go:noinline
+func (q *floorQueue) claim(ctx context.Context, lease time.Duration) (floorClaim, error) {
+	q.mu.Lock()
+	if err := ctx.Err(); err != nil || len(q.ready) == 0 {
+		q.mu.Unlock()
+		return floorClaim{}, errors.New("nothing ready")
+	}
+	e := q.ready[0]
+	q.ready = q.ready[:copy(q.ready, q.ready[1:])]
+	q.token++
+	e.token, e.idx = q.token, len(q.leases)
+	q.leases = append(q.leases, e)
+	c := floorClaim{Item: e.item, Token: e.token, e: e}
+	q.mu.Unlock()
+	return c, nil
+}
+
+//go:noinline
+func (q *floorQueue) ack(ctx context.Context, c floorClaim) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e := c.e
+	if e.token != c.Token {
+		return workqueue.ErrNotHeld
+	}
+	last := len(q.leases) - 1
+	q.leases[e.idx] = q.leases[last]
+	q.leases[e.idx].idx = e.idx
+	q.leases = q.leases[:last]
+	*e = floorEntry{}
+	q.free = append(q.free, e)
+	return nil
+}
+
+func runFloor(b *testing.B, n, workers int) {
+	q := &floorQueue{}
+	ctx := context.Background()
+	payload := []byte("x")
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			lo, hi := share(n, workers, w)
+			for i := lo; i < hi; i++ {
+				if err := q.enqueue(ctx, workqueue.Item{Payload: payload}); err != nil {
+					b.Error(err)
+					return
+				}
+				c, err := q.claim(ctx, time.Minute)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if err := q.ack(ctx, c); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // durableItems go through the queue in each iteration of
