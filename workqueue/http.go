@@ -218,9 +218,6 @@ func (h *Server) claim(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if lease > maxLease {
-		return invalid("lease %v: over the %v a remote worker may hold an item", lease, maxLease)
-	}
 	wait, err := msParam(r, "wait")
 	if err != nil {
 		return err

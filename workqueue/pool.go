@@ -168,7 +168,8 @@ func (p *Pool) run(ctx context.Context, w *worker) {
 			start = time.Now() // how long claims block is the backlog signal
 		}
 		c, err := p.q.Claim(ctx, p.o.lease)
-		if p.ready == nil {
+		if p.ready == nil && err == nil {
+			// A failing queue answers fast too: that is no backlog.
 			p.lastClaimWait.Store(int64(time.Since(start)))
 		}
 		switch {

@@ -356,7 +356,9 @@ func (j *journal) cut() *commit {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	g := j.cur
-	j.buf, j.cur = j.buf[:0], newCommit()
+	// g is on its way to disk, in the snapshot: an operation that
+	// repeats a change in it must wait for it, as for any commit.
+	j.buf, j.cur, j.writing = j.buf[:0], newCommit(), g
 	return g
 }
 
@@ -382,9 +384,10 @@ func (j *journal) compact(snap []byte, g *commit) {
 		j.compactAt = max(compactMin, 4*j.size)
 		j.compactions++
 	}
-	j.mu.Unlock()
+	j.writing = nil
 	g.err = err
 	close(g.done)
+	j.mu.Unlock()
 }
 
 // add appends an operation's records, in one batch record if more than
@@ -445,18 +448,18 @@ func (j *journal) commit() {
 		if err != nil && j.err == nil {
 			j.err = err
 		}
-		j.size += int64(len(buf))
+		if err == nil {
+			j.size += int64(len(buf))
+		}
 		g.err = err
 		close(g.done)
 		j.writing = nil
+		due := j.err == nil && j.size >= j.compactAt
 		j.mu.Unlock()
 		spare = buf
 		if closing {
 			return
 		}
-		j.mu.Lock()
-		due := j.err == nil && j.size >= j.compactAt
-		j.mu.Unlock()
 		if due {
 			j.compact(j.snapshot())
 		}
