@@ -334,6 +334,7 @@ func runDurable(b *testing.B, q workqueue.Queue) {
 		}
 		if err := q.Enqueue(ctx, batch...); err != nil {
 			b.Error(err)
+			cancel() // the workers stop claiming
 			break
 		}
 	}

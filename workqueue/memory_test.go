@@ -422,7 +422,7 @@ func TestNotBefore(t *testing.T) {
 		t.Fatal("claimed before NotBefore")
 	}
 	// A blocked Claim wakes when the time comes.
-	got := make(chan Claim)
+	got := make(chan Claim, 1) // a Claim cut short by Close must not block
 	go func() {
 		c, err := f.Claim(context.Background(), time.Hour)
 		if err != nil {
@@ -441,7 +441,7 @@ func TestBlockedClaimWakesOnExpiry(t *testing.T) {
 	f := newFixture(t)
 	f.enqueue(item("a"))
 	f.claim(time.Minute)
-	got := make(chan Claim)
+	got := make(chan Claim, 1) // a Claim cut short by Close must not block
 	go func() {
 		c, _ := f.Claim(context.Background(), time.Minute)
 		got <- c

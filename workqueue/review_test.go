@@ -114,10 +114,16 @@ func TestPoolOutlastsFailingClaims(t *testing.T) {
 	}
 	waitFor(t, func() bool { return q.Stats().Done == 5 })
 	closePool(t, p)
+	if n := q.fails.Load(); n >= 0 {
+		t.Fatalf("%d failing claims left: the pool did not claim through the flaky queue", n)
+	}
 }
 
 func TestServerCapsLeases(t *testing.T) {
-	h, _ := NewServer(newTestQueue(t), 0)
+	h, err := NewServer(newTestQueue(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, path := range []string{pathClaim + "?lease=86400001&wait=1", pathClaim + "?lease=99999999999999999999&wait=1"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, nil))

@@ -44,10 +44,15 @@ func TestFakeRunsDueFunctionsInOrder(t *testing.T) {
 }
 
 func TestReal(t *testing.T) {
+	start := Real.Now()
 	done := make(chan struct{})
 	Real.AfterFunc(time.Millisecond, func() { close(done) })
-	<-done
-	if Real.Now().IsZero() {
-		t.Fatal("zero time")
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterFunc never ran")
+	}
+	if d := Real.Now().Sub(start); d < time.Millisecond {
+		t.Fatalf("ran after %v, want 1ms or more", d)
 	}
 }
