@@ -98,7 +98,7 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 
 // Fire enqueues result as the group's result, once; see Joiner.
 func (q *Memory) Fire(ctx context.Context, name string, result Item) (bool, error) {
-	if err := q.o.check(0, &result); err != nil {
+	if err := q.checkItem(0, &result); err != nil {
 		return false, err
 	}
 	if result.ID == "" {

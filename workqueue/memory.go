@@ -202,11 +202,8 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 		return err
 	}
 	for i := range items {
-		if err := q.o.check(i, &items[i]); err != nil {
+		if err := q.checkItem(i, &items[i]); err != nil {
 			return err
-		}
-		if strings.HasPrefix(items[i].ID, q.prefix) {
-			return invalid("item %d: ID %q has the prefix of the IDs this queue generates (%q): give an ID of your own, or none", i, items[i].ID, q.prefix)
 		}
 	}
 	if err := checkBatch(items, maxRecord); err != nil {
@@ -220,6 +217,18 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 	g := q.enqueueLocked(items)
 	q.mu.Unlock()
 	return g.wait()
+}
+
+// checkItem checks item i of a call: its limits, and that a given ID
+// cannot be taken for one this queue generates, which dedup would miss.
+func (q *Memory) checkItem(i int, it *Item) error {
+	if err := q.o.check(i, it); err != nil {
+		return err
+	}
+	if strings.HasPrefix(it.ID, q.prefix) {
+		return invalid("item %d: ID %q has the prefix of the IDs this queue generates (%q): give an ID of your own, or none", i, it.ID, q.prefix)
+	}
+	return nil
 }
 
 // enqueueLocked adds checked items; q.mu held. It returns the commit
@@ -557,8 +566,8 @@ func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Clai
 func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
-		return nil, ErrClosed
+	if err := q.usable(); err != nil {
+		return nil, err
 	}
 	var ds []DeadLetter
 	for _, e := range q.dead {

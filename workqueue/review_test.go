@@ -82,6 +82,11 @@ func TestFireTwice(t *testing.T) {
 	if _, complete, err := f.Join(ctx, "g", 1, "m", nil); !complete || err != nil {
 		t.Fatal(complete, err)
 	}
+	// A result may not take an ID of the kind the queue generates.
+	generated := item(f.nextIDForTest())
+	if fired, err := f.Fire(ctx, "g", generated); fired || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Fire with a generated-looking ID: %v, %v", fired, err)
+	}
 	for i, want := range []bool{true, false} {
 		fired, err := f.Fire(ctx, "g", item("result"))
 		if fired != want || err != nil {
