@@ -61,18 +61,22 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 		return fail(err)
 	}
 	epoch++
-	q.mu.Lock()
-	q.groups = groups
-	q.epoch, q.token = epoch, epoch<<epochShift
+	q.lockAll()
+	s0 := q.shards[0] // every item restored has an ID, so goes there
+	s0.groups = groups
+	q.epoch = epoch
+	for _, s := range q.shards {
+		s.token = epoch<<epochShift + uint64(s.idx)
+	}
 	now := q.now()
 	for _, l := range live {
-		q.restore(l, now)
+		s0.restore(l, now)
 	}
 	var snap []byte
 	if size >= compactMin {
 		snap = q.snapshotLocked()
 	}
-	q.mu.Unlock()
+	q.unlockAll()
 	if snap != nil && int64(len(snap)) <= size/2 {
 		// Mostly done items: start from what is left.
 		if err := writeSnapshot(dir, snap); err != nil {
@@ -86,15 +90,13 @@ func OpenDisk(dir string, opts ...Option) (*Disk, error) {
 	}
 	q.j = j
 	j.snapshot = func() ([]byte, *commit) {
-		q.mu.Lock()
-		defer q.mu.Unlock()
+		q.lockAll()
+		defer q.unlockAll()
 		return q.snapshotLocked(), j.cut()
 	}
 	go j.commit()
 	// This run's epoch is on disk before any claim carries it.
-	q.mu.Lock()
 	g := j.add(record{kind: recEpoch, at: int64(epoch)})
-	q.mu.Unlock()
 	if err := g.wait(); err != nil {
 		q.Close()
 		unlock()
@@ -191,73 +193,49 @@ func replay(dir string) ([]*liveItem, map[string]*group, uint64, int64, error) {
 	return live, groups, epoch, size, nil
 }
 
-// restore puts back an item from the log; q.mu held.
-func (q *Memory) restore(l *liveItem, now mono) {
-	e := q.newEntry()
-	e.item = l.item
+// restore puts back an item from the log; s.mu held.
+func (s *shard) restore(l *liveItem, now mono) {
+	e := s.newEntry(&l.item, l.item.ID)
 	e.enq = unknownTime
 	// Attempts are not logged; those the counts show are a lower bound.
 	e.item.Attempt = l.failures + l.expiries
 	e.failures, e.expiries, e.reason = l.failures, l.expiries, l.reason
-	q.ids[e.item.ID], e.given = e, true
+	s.ids[e.item.ID], e.given = e, true
 	if l.dead {
-		q.seq++
-		e.seq = q.seq
-		e.state, e.at = stDead, q.mono(time.Unix(0, l.deadAt))
-		q.dead[e.item.ID] = e
+		s.seq++
+		e.seq = s.seq
+		e.state, e.at = stDead, s.q.mono(time.Unix(0, l.deadAt))
+		s.dead[e.item.ID] = e
 		return
 	}
-	at := q.mono(e.item.NotBefore)
+	at := s.q.mono(e.item.NotBefore)
 	if l.retryAt != 0 {
-		at = q.mono(time.Unix(0, l.retryAt))
+		at = s.q.mono(time.Unix(0, l.retryAt))
 	}
-	q.place(e, at, now)
+	s.place(e, at, now)
 }
 
 // snapshotLocked returns the queue's state as log records, in queue
 // order: each item's enqueue, and its retry or dead-letter state. Claims
-// are left out, as in the log. q.mu held.
+// are left out, as in the log. Every shard's lock held.
 func (q *Memory) snapshotLocked() []byte {
-	es := make([]*entry, 0, len(q.ids)+len(q.dead))
-	for _, e := range q.ids {
-		es = append(es, e)
+	var es []*entry
+	for _, s := range q.shards {
+		es = s.appendEntries(es)
 	}
-	for _, e := range q.dead {
-		if !e.given {
-			es = append(es, e)
-		}
-	}
-	// Generated items that are not dead are in no map: find them where
-	// they wait. Each entry is in one place: a key's head is ready,
-	// delayed or claimed; the rest of its chain is behind.
-	generated := func(e *entry) {
-		if !e.given {
-			es = append(es, e)
-		}
-	}
-	for i := range q.ready.size {
-		generated(q.ready.at(i))
-	}
-	for _, e := range q.delayed {
-		generated(e)
-	}
-	for _, e := range q.leases {
-		generated(e)
-	}
-	for _, k := range q.keys {
-		for e := k.head.next; e != nil; e = e.next {
-			generated(e)
-		}
-	}
-	slices.SortFunc(es, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+	// Keyed items, whose order matters, are all in the first shard.
+	slices.SortFunc(es, func(a, b *entry) int {
+		return cmp.Or(cmp.Compare(a.seq, b.seq), cmp.Compare(a.s.idx, b.s.idx))
+	})
 	buf := appendRecord(nil, &record{kind: recEpoch, at: int64(q.epoch)})
-	names := make([]string, 0, len(q.groups))
-	for name := range q.groups {
+	groups := q.shards[0].groups
+	names := make([]string, 0, len(groups))
+	for name := range groups {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		g := q.groups[name]
+		g := groups[name]
 		if g.fired {
 			buf = appendRecord(buf, &record{kind: recFired, id: name})
 			continue
@@ -281,4 +259,39 @@ func (q *Memory) snapshotLocked() []byte {
 		}
 	}
 	return buf
+}
+
+// appendEntries appends every entry the shard holds; s.mu held.
+func (s *shard) appendEntries(es []*entry) []*entry {
+	for _, e := range s.ids {
+		es = append(es, e)
+	}
+	for _, e := range s.dead {
+		if !e.given {
+			es = append(es, e)
+		}
+	}
+	// Generated items that are not dead are in no map: find them where
+	// they wait. Each entry is in one place: a key's head is ready,
+	// delayed or claimed; the rest of its chain is behind.
+	generated := func(e *entry) {
+		if !e.given {
+			es = append(es, e)
+		}
+	}
+	for i := range s.ready.size {
+		generated(s.ready.at(i))
+	}
+	for _, e := range s.delayed {
+		generated(e)
+	}
+	for _, e := range s.leases {
+		generated(e)
+	}
+	for _, k := range s.keys {
+		for e := k.head.next; e != nil; e = e.next {
+			generated(e)
+		}
+	}
+	return es
 }

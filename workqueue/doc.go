@@ -21,7 +21,8 @@
 // from then on the old claim is not held: its Ack, Nack or Extend fails
 // with ErrNotHeld, so a worker that stalled and came back cannot mark
 // done an item another worker is doing. Every claim carries a Token
-// larger than any granted before it, to fence the worker's own writes.
+// unique in the queue and larger than any granted before for its item,
+// to fence the worker's own writes.
 //
 // # Retries and dead letters
 //
@@ -34,11 +35,21 @@
 //
 // # Order
 //
-// Items come out in the order they went in, except that an item waits
-// for its NotBefore and, after a failure, for its backoff. Items with the
-// same Key run one at a time, in the order they were enqueued: a later
-// one waits while an earlier one runs, backs off or is delayed, and goes
-// once that one is done or dead.
+// A queue keeps its items in shards, one per GOMAXPROCS, so that workers
+// on different cores do not wait for one lock. Items with no ID and no
+// Key go to the shard of the core that enqueued them, and a Claim takes
+// from its own core's shard first, then from the others; a shard that
+// has had nothing taken for about a millisecond is looked at first by
+// the others, so none is left behind. Within a shard, items come out in
+// the order they went in, except that an item waits for its NotBefore
+// and, after a failure, for its backoff. Across shards the order is only
+// rough. Items with an ID or a Key of their own share one shard, and so
+// keep their order among themselves. WithShards(1) keeps one strict
+// order for all, at the cost of one lock.
+//
+// Items with the same Key run one at a time, in the order they were
+// enqueued: a later one waits while an earlier one runs, backs off or is
+// delayed, and goes once that one is done or dead.
 //
 // # Durability
 //

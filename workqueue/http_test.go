@@ -71,9 +71,10 @@ func TestHTTPRoundTrip(t *testing.T) {
 		t.Fatalf("stats %+v, %v", s, err)
 	}
 	// c's NotBefore crossed the wire.
-	q.mu.Lock()
-	nb := q.delayed.top().item.NotBefore
-	q.mu.Unlock()
+	s0 := q.shards[0] // c has an ID of its own
+	s0.mu.Lock()
+	nb := s0.delayed.top().item.NotBefore
+	s0.mu.Unlock()
 	if !nb.Equal(later) {
 		t.Fatalf("not before %v, want %v", nb, later)
 	}

@@ -34,9 +34,11 @@ type Item struct {
 // Claim rebuilt from its fields is not held.
 type Claim struct {
 	Item
-	// Token fences this attempt: the queue grants every claim a larger
-	// token than any before, so it can also fence what the worker writes
-	// elsewhere.
+	// Token fences this attempt: no other claim in the queue has it, and
+	// each claim of an item has a larger one than the item's claims
+	// before, so it can also fence what the worker writes elsewhere for
+	// the item. (Across items tokens are not in order: each shard counts
+	// its own.)
 	Token uint64
 	// Deadline is when the lease ends, by the queue's clock. Past it, the
 	// queue may give the item to another worker (it does so when a worker

@@ -52,15 +52,16 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 	case len(value) > q.o.maxPayload:
 		return nil, false, invalid("join %q: value of %d bytes, over the limit of %d", name, len(value), q.o.maxPayload)
 	}
-	q.mu.Lock()
-	if err := q.usable(); err != nil {
-		q.mu.Unlock()
+	s := q.shards[0] // the groups', and the results' with their IDs
+	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
 		return nil, false, err
 	}
-	g := q.groups[name]
+	g := s.groups[name]
 	if g == nil {
 		g = &group{size: size, values: map[string][]byte{}}
-		q.groups[name] = g
+		s.groups[name] = g
 	}
 	var wait *commit
 	if q.j != nil {
@@ -68,13 +69,13 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 	}
 	switch _, seen := g.values[member]; {
 	case g.fired:
-		q.mu.Unlock()
+		s.mu.Unlock()
 		return nil, false, wait.wait()
 	case g.size != size:
-		q.mu.Unlock()
+		s.mu.Unlock()
 		return nil, false, invalid("join %q: size %d, but its members so far said %d", name, size, g.size)
 	case !seen && len(g.values) == g.size:
-		q.mu.Unlock()
+		s.mu.Unlock()
 		return nil, false, invalid("join %q: member %q is one more than its size, %d", name, member, g.size)
 	case !seen:
 		g.values[member] = value
@@ -89,7 +90,7 @@ func (q *Memory) Join(ctx context.Context, name string, size int, member string,
 			values = append(values, g.values[m])
 		}
 	}
-	q.mu.Unlock()
+	s.mu.Unlock()
 	if err := wait.wait(); err != nil {
 		return nil, false, err
 	}
@@ -104,22 +105,23 @@ func (q *Memory) Fire(ctx context.Context, name string, result Item) (bool, erro
 	if result.ID == "" {
 		return false, invalid("fire %q: the result needs an ID, so that it is enqueued once", name)
 	}
-	q.mu.Lock()
-	if err := q.usable(); err != nil {
-		q.mu.Unlock()
+	s := q.shards[0]
+	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
 		return false, err
 	}
-	g := q.groups[name]
+	g := s.groups[name]
 	switch {
 	case g != nil && g.fired:
 		var wait *commit
 		if q.j != nil {
 			wait = q.j.add() // its firing may still be on its way
 		}
-		q.mu.Unlock()
+		s.mu.Unlock()
 		return false, wait.wait()
 	case g == nil || len(g.values) < g.size:
-		q.mu.Unlock()
+		s.mu.Unlock()
 		return false, invalid("fire %q: the group is not complete", name)
 	}
 	g.fired, g.values = true, nil
@@ -129,7 +131,7 @@ func (q *Memory) Fire(ctx context.Context, name string, result Item) (bool, erro
 	if q.j != nil {
 		pre = append(pre, record{kind: recFired, id: name})
 	}
-	wait := q.enqueueLocked([]Item{result}, pre...)
-	q.mu.Unlock()
+	wait := s.enqueueLocked([]Item{result}, pre...)
+	s.mu.Unlock()
 	return true, wait.wait()
 }

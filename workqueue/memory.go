@@ -2,51 +2,76 @@ package workqueue
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/base32"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/distkit/distkit/internal/clock"
 	"github.com/distkit/distkit/internal/latency"
+	"github.com/distkit/distkit/internal/procid"
 	"go.uber.org/zap"
 )
 
 // Memory is a work queue held in memory: fast, and gone with the process.
 // It is safe for concurrent use. Make one with NewMemory.
+//
+// It keeps its items in shards, one per P (GOMAXPROCS), each with its own
+// lock, so that workers on different cores seldom touch the same memory.
+// An item with no key and no ID of its own goes to the shard of the P
+// that enqueued it, and a claim looks first in its own P's shard, then in
+// the others. Items with a key or an ID of their own all go to the first
+// shard, which dedup and key order need in one place. Order is therefore
+// FIFO within a shard, and only roughly so across shards: a claim looks
+// first in another shard now and then, so that no shard's items wait
+// behind the others' for long. WithShards(1) keeps one strict FIFO.
 type Memory struct {
 	o      options
 	prefix string        // of generated IDs
 	base   time.Time     // when made: times are kept as nanoseconds since
 	coarse *clock.Coarse // the real clock, read cheaply; nil on a fake one
+	shards []*shard      // [0] also holds the keyed items, given IDs and groups
+	j      *journal      // the log, for a durable queue
+	epoch  uint64        // a durable queue's run
+	closed atomic.Bool
 
+	wmu     sync.Mutex
+	waiters waiterList   // Claims blocked for want of items
+	nwait   atomic.Int32 // waiters.len(), read without wmu
+}
+
+// shard holds some of a Memory's items under its own lock.
+type shard struct {
+	q         *Memory
+	idx       int
 	mu        sync.Mutex
-	closed    bool
-	ids       map[string]*entry // every item held, by ID
+	ids       map[string]*entry // items with given IDs, by ID
 	ready     ring              // claimable now, in order
 	delayed   entryHeap         // waiting for their time: not-before or backoff
 	leases    entryHeap         // claimed, by deadline
 	keys      map[string]*keyQueue
 	groups    map[string]*group // joins and reduces whose result comes here
-	waiters   waiterList        // Claims blocked for want of items
 	timer     clock.Timer
 	timerAt   mono
 	lastAt    mono      // the last Deadline converted, and what it came to:
 	lastTime  time.Time // the coarse clock makes many deadlines alike
-	token     uint64    // the last claim's; a durable queue's run starts at epoch<<epochShift
-	epoch     uint64    // a durable queue's run
+	token     uint64    // the last claim's: tokens step by len(shards)
 	generated uint64    // IDs generated so far, a multiple of idChunk
-	genIDs    string    // generated IDs not yet used
+	genIDs    string    // a chunk of generated IDs, used up to genOff
+	genOff    int
 	dead      map[string]*entry
 	free      []*entry
 	behind    int             // items behind an earlier one of their key
 	seq       uint64          // items placed, for their order
-	j         *journal        // the log, for a durable queue
+	takenAt   atomic.Int64    // mono: when an item was last taken, to the coarse clock's tick
+	probeAt   atomic.Int64    // mono: when a claim from here next looks for starving shards
 	latency   *latency.Window // enqueue to ack
 	handling  *latency.Window // claim to ack
 	st        counters
@@ -54,7 +79,7 @@ type Memory struct {
 
 // entry is the queue's record of one item.
 type entry struct {
-	q        *Memory
+	s        *shard
 	item     Item
 	state    state
 	token    uint64 // the current claim's
@@ -63,11 +88,12 @@ type entry struct {
 	failures int
 	expiries int
 	reason   string
-	next     *entry // behind this one on its key
-	given    bool   // its ID was given, so it is in ids
-	seq      uint64 // queue order: enqueued or requeued
-	enq      mono   // when enqueued, or unknownTime (restored from disk)
-	claimed  mono   // when last claimed
+	next     *entry   // behind this one on its key
+	given    bool     // its ID was given, so it is in ids
+	seq      uint64   // queue order: enqueued or requeued
+	enq      mono     // when enqueued, or unknownTime (restored from disk)
+	claimed  mono     // when last claimed
+	_        [48]byte // to 256 bytes: entries of shards on other cores share no cache line
 }
 
 // unknownTime marks a time the queue does not know.
@@ -100,21 +126,67 @@ func NewMemory(opts ...Option) (*Memory, error) {
 		return nil, err
 	}
 	var b [5]byte
-	rand.Read(b[:])
+	crand.Read(b[:])
 	q := &Memory{
 		o:      o,
 		prefix: base32.HexEncoding.EncodeToString(b[:]) + "-",
 		base:   o.clock.Now(),
-		ids:    make(map[string]*entry),
-		dead:   make(map[string]*entry),
-		keys:   make(map[string]*keyQueue),
-		groups: make(map[string]*group),
 	}
-	q.latency, q.handling = latency.New(&q.mu), latency.New(&q.mu)
+	n := min(runtime.GOMAXPROCS(0), maxShards)
+	if o.shards > 0 {
+		n = o.shards
+	}
+	for i := range n {
+		s := &shard{
+			q: q, idx: i,
+			ids:       make(map[string]*entry),
+			dead:      make(map[string]*entry),
+			keys:      make(map[string]*keyQueue),
+			groups:    make(map[string]*group),
+			token:     uint64(i),
+			generated: uint64(i) << shardIDShift,
+		}
+		// Made here, and 128 bytes or more, so that no shard's slices
+		// share a cache line with another's.
+		s.ready.buf = make([]*entry, 16)
+		s.leases = make(entryHeap, 0, 16)
+		s.free = make([]*entry, 0, 16)
+		s.latency, s.handling = latency.New(&s.mu), latency.New(&s.mu)
+		q.shards = append(q.shards, s)
+	}
 	if o.clock == clock.Real {
 		q.coarse = clock.NewCoarse(q.base)
 	}
 	return q, nil
+}
+
+const (
+	// maxShards bounds the shards, whatever GOMAXPROCS says: a claim
+	// that finds its own empty looks through them all.
+	maxShards = 64
+	// shardIDShift places a shard's index in its generated IDs' counter,
+	// so that shards never generate the same ID: 2^40 IDs a shard.
+	shardIDShift = 40
+	// starveAfter: a shard that has had nothing taken for this long is
+	// looked at first by the claims of the others, at most once each
+	// starveAfter, so that its items are claimed even while its own
+	// workers are busy with their own, or absent.
+	starveAfter = mono(time.Millisecond)
+)
+
+// local returns the shard of the caller's P.
+func (q *Memory) local() *shard {
+	switch {
+	case len(q.shards) == 1:
+		return q.shards[0]
+	case q.o.pick != nil:
+		return q.shards[q.o.pick()%len(q.shards)]
+	}
+	id := procid.Get()
+	if id >= len(q.shards) { // GOMAXPROCS grew since
+		id %= len(q.shards)
+	}
+	return q.shards[id]
 }
 
 // mono is a time on the queue's clock, in nanoseconds since base: cheaper
@@ -143,26 +215,27 @@ func (q *Memory) mono(t time.Time) mono {
 // time converts m to a time.Time.
 func (q *Memory) time(m mono) time.Time { return q.base.Add(time.Duration(m)) }
 
-// deadline is time for a lease's end; q.mu held. Claims in the same tick
+// deadline is time for a lease's end; s.mu held. Claims in the same tick
 // of the coarse clock with the same lease end alike, so it keeps the last.
-func (q *Memory) deadline(m mono) time.Time {
-	if m != q.lastAt || q.lastTime.IsZero() {
-		q.lastAt, q.lastTime = m, q.time(m)
+func (s *shard) deadline(m mono) time.Time {
+	if m != s.lastAt || s.lastTime.IsZero() {
+		s.lastAt, s.lastTime = m, s.q.time(m)
 	}
-	return q.lastTime
+	return s.lastTime
 }
 
 // nextID returns a new generated ID: the queue's prefix and a counter in
 // idDigits hex digits. They are made idChunk at a time into one string,
 // so that each costs no allocation of its own, by counting in place.
-func (q *Memory) nextID() string {
+func (s *shard) nextID() string {
+	q := s.q
 	n := len(q.prefix) + idDigits
-	if q.genIDs == "" {
+	if s.genOff == len(s.genIDs) {
 		// A chunk starts at a multiple of 64, so its IDs differ only in
 		// their last two digits: lay out the first ID, double it up to
 		// the chunk with six copies, then write two digits per ID.
-		base := q.generated
-		q.generated += idChunk
+		base := s.generated
+		s.generated += idChunk
 		buf := make([]byte, idChunk*n)
 		copy(buf, q.prefix)
 		for k, v := n-1, base; k >= len(q.prefix); k-- {
@@ -178,10 +251,12 @@ func (q *Memory) nextID() string {
 			buf[end-1] = hexDigits[j&15]
 			buf[end-2] = hexDigits[hi|j>>4]
 		}
-		q.genIDs = unsafe.String(&buf[0], len(buf)) // buf is never written again
+		s.genIDs, s.genOff = unsafe.String(&buf[0], len(buf)), 0 // buf is never written again
 	}
-	id := q.genIDs[:n]
-	q.genIDs = q.genIDs[n:]
+	// An offset, not a shorter string: writing a pointer into the shard
+	// costs a write barrier while the GC marks.
+	id := s.genIDs[s.genOff : s.genOff+n]
+	s.genOff += n
 	return id
 }
 
@@ -201,21 +276,30 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Items with a key or an ID of their own go to the first shard,
+	// where dedup and key order need them all; the rest to the caller's.
+	s := (*shard)(nil)
 	for i := range items {
 		if err := q.checkItem(i, &items[i]); err != nil {
 			return err
+		}
+		if items[i].ID != "" || items[i].Key != "" {
+			s = q.shards[0]
 		}
 	}
 	if err := checkBatch(items, maxRecord); err != nil {
 		return err
 	}
-	q.mu.Lock()
-	if err := q.usable(); err != nil {
-		q.mu.Unlock()
+	if s == nil {
+		s = q.local()
+	}
+	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
 		return err
 	}
-	g := q.enqueueLocked(items)
-	q.mu.Unlock()
+	g := s.enqueueLocked(items)
+	s.mu.Unlock()
 	return g.wait()
 }
 
@@ -231,63 +315,66 @@ func (q *Memory) checkItem(i int, it *Item) error {
 	return nil
 }
 
-// enqueueLocked adds checked items; q.mu held. It returns the commit
+// enqueueLocked adds checked items; s.mu held. It returns the commit
 // that makes them durable, if the queue is.
-func (q *Memory) enqueueLocked(items []Item, pre ...record) *commit {
+func (s *shard) enqueueLocked(items []Item, pre ...record) *commit {
 	var now mono // read when first needed
 	recs := pre
 	for i := range items {
 		given := items[i].ID != ""
 		if given {
-			if _, ok := q.ids[items[i].ID]; ok {
-				q.st.duplicates++
+			if _, ok := s.ids[items[i].ID]; ok {
+				s.st.duplicates++
 				continue
 			}
 		}
-		e := q.newEntry()
-		e.item = items[i]
+		id := items[i].ID
+		if !given {
+			id = s.nextID()
+		}
+		e := s.newEntry(&items[i], id)
 		it := &e.item
-		it.Attempt = 0
 		if now == 0 {
-			now = q.now()
+			now = s.q.now()
 		}
 		e.enq = now
 		if given {
-			q.ids[it.ID], e.given = e, true
-		} else {
-			it.ID = q.nextID()
+			s.ids[id], e.given = e, true
 		}
-		q.st.enqueued++
-		if q.j != nil {
+		s.st.enqueued++
+		if s.q.j != nil {
 			recs = append(recs, record{kind: recEnqueue, id: it.ID, key: it.Key, notBefore: unixNano(it.NotBefore), payload: it.Payload})
 		}
-		q.place(e, q.mono(it.NotBefore), now)
+		s.place(e, s.q.mono(it.NotBefore), now)
 	}
-	if q.j == nil {
+	if s.q.j == nil {
 		return nil
 	}
-	return q.j.add(recs...) // with none, the commit a duplicate's original may be in
+	return s.q.j.add(recs...) // with none, the commit a duplicate's original may be in
 }
 
 // place queues e behind the items of its key, or schedules it at at.
-func (q *Memory) place(e *entry, at, now mono) {
-	q.seq++
-	e.seq = q.seq
+func (s *shard) place(e *entry, at, now mono) {
+	s.seq++
+	e.seq = s.seq
 	if key := e.item.Key; key != "" {
-		if k := q.keys[key]; k != nil {
+		if k := s.keys[key]; k != nil {
 			k.tail.next, k.tail = e, e
 			e.state = stBehind
-			q.behind++
+			s.behind++
 			return
 		}
-		q.keys[key] = &keyQueue{head: e, tail: e}
+		s.keys[key] = &keyQueue{head: e, tail: e}
 	}
-	q.schedule(e, at, now)
+	s.schedule(e, at, now)
 }
 
-// usable says why the queue cannot be used, if it cannot; q.mu held.
+// usable is its queue's.
+func (s *shard) usable() error { return s.q.usable() }
+
+// usable says why the queue cannot be used, if it cannot.
 func (q *Memory) usable() error {
-	if q.closed {
+	if q.closed.Load() {
 		return ErrClosed
 	}
 	if q.j != nil {
@@ -304,25 +391,48 @@ func unixNano(t time.Time) int64 {
 }
 
 // schedule makes e ready, or delays it until at if that is after now.
-func (q *Memory) schedule(e *entry, at, now mono) {
+func (s *shard) schedule(e *entry, at, now mono) {
 	if at > now {
 		e.state, e.at = stDelayed, at
-		q.delayed.push(e)
-		q.armLocked(now)
+		s.delayed.push(e)
+		s.armLocked(now)
 		return
 	}
 	e.state = stReady
-	q.ready.push(e)
-	q.waiters.wakeOne()
+	s.ready.push(e)
+	s.q.wake()
 }
 
-func (q *Memory) newEntry() *entry {
-	if n := len(q.free); n > 0 {
-		e := q.free[n-1]
-		q.free = q.free[:n-1]
+// newEntry returns an entry for it under id, reused if one is free.
+func (s *shard) newEntry(it *Item, id string) *entry {
+	n := len(s.free)
+	if n == 0 {
+		e := &entry{s: s, item: *it}
+		e.item.ID, e.item.Attempt = id, 0
 		return e
 	}
-	return &entry{q: q}
+	e := s.free[n-1]
+	s.free = s.free[:n-1]
+	// What finish left is overwritten field by field, so that pointers
+	// are written only where they change: each write of one costs a
+	// barrier while the GC marks, and most items have no key and no
+	// NotBefore, as the item before had none.
+	e.item.ID, e.item.Payload, e.item.Attempt = id, it.Payload, 0
+	if e.item.Key != it.Key {
+		e.item.Key = it.Key
+	}
+	if e.item.NotBefore != it.NotBefore {
+		e.item.NotBefore = it.NotBefore
+	}
+	e.state, e.token, e.at, e.idx, e.failures, e.expiries = 0, 0, 0, 0, 0, 0
+	e.given, e.seq, e.enq, e.claimed = false, 0, 0, 0
+	if e.reason != "" {
+		e.reason = ""
+	}
+	if e.next != nil {
+		e.next = nil
+	}
+	return e
 }
 
 // Claim takes the next claimable item, leasing it for lease, and blocks
@@ -331,180 +441,292 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err e
 	if lease <= 0 {
 		return Claim{}, invalid("lease %v: want more than 0", lease)
 	}
+	home := q.local()
 	var w *waiter
-	q.mu.Lock()
 	for {
-		if err := q.usable(); err != nil {
-			q.mu.Unlock()
-			return Claim{}, err
-		}
 		if err := ctx.Err(); err != nil {
-			q.mu.Unlock()
+			if w != nil && !q.unwait(w) {
+				q.wake() // woken as ctx ended: the work is someone else's
+			}
 			return Claim{}, err
 		}
-		now := q.now()
-		if q.takeLocked(now, lease, &c) {
-			if w != nil && q.ready.len() > 0 {
-				q.waiters.wakeOne() // more work: pass the wake-up on
+		s, e, more, err := q.tryClaim(home, lease)
+		if e != nil {
+			c = s.claimOf(e)
+			s.mu.Unlock()
+		}
+		if err != nil || e != nil {
+			if w != nil && !q.unwait(w) && more {
+				q.wake() // woken, and there is more: pass it on
 			}
-			q.mu.Unlock()
-			return c, nil
+			return c, err
 		}
 		if w == nil {
 			w = &waiter{ch: make(chan struct{}, 1)}
 		}
-		q.waiters.push(w)
-		q.armLocked(now)
-		q.mu.Unlock()
+		if q.listWaiter(w) {
+			continue // look again, now that an enqueue will wake it
+		}
+		q.armAll()
 		select {
 		case <-w.ch:
-			q.mu.Lock()
 		case <-ctx.Done():
-			q.mu.Lock()
-			if !q.waiters.remove(w) {
-				// Woken as ctx ended: the wake-up was meant for work that
-				// someone else should take.
-				q.waiters.wakeOne()
-			}
-			q.mu.Unlock()
-			return Claim{}, ctx.Err()
 		}
 	}
 }
 
-// takeLocked claims the next ready item into c, if there is one.
-func (q *Memory) takeLocked(now mono, lease time.Duration, c *Claim) bool {
-	q.promote(now)
-	e := q.ready.pop()
-	if e == nil {
+// tryClaim claims a ready item from home, or else from another shard,
+// returning it with its shard's lock held, and whether the shard has
+// more; with none, it holds no lock.
+func (q *Memory) tryClaim(home *shard, lease time.Duration) (s *shard, e *entry, more bool, err error) {
+	n := len(q.shards)
+	now := q.now()
+	if n > 1 && mono(home.probeAt.Load()) <= now {
+		// Once in a while, look first for a shard that has had nothing
+		// taken for a time, though it may hold items: its own workers
+		// are busy, or gone. TryLock: a busy shard is not starving.
+		home.probeAt.Store(int64(now + starveAfter))
+		for i := 1; i < n; i++ {
+			s := q.shards[(home.idx+i)%n]
+			if now-mono(s.takenAt.Load()) < starveAfter || !s.mu.TryLock() {
+				continue
+			}
+			if e, more, err := s.take(now, lease); e != nil || err != nil {
+				return s, e, more, err
+			}
+		}
+	}
+	for i, j := 0, home.idx; i < n; i, j = i+1, j+1 {
+		if j == n {
+			j = 0
+		}
+		s := q.shards[j]
+		s.mu.Lock()
+		if e, more, err := s.take(now, lease); e != nil || err != nil {
+			return s, e, more, err
+		}
+	}
+	return nil, nil, false, nil
+}
+
+// take claims s's next ready item, if it has one, and reports whether
+// s has more; s.mu held, and still held on return with an item.
+func (s *shard) take(now mono, lease time.Duration) (e *entry, more bool, err error) {
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
+		return nil, false, err
+	}
+	if e = s.takeLocked(now, lease); e == nil {
+		s.mu.Unlock()
+		return nil, false, nil
+	}
+	return e, s.ready.len() > 0, nil
+}
+
+// wake wakes the Claim that has waited longest, if any waits.
+func (q *Memory) wake() {
+	if q.nwait.Load() == 0 {
+		return
+	}
+	q.wmu.Lock()
+	q.waiters.wakeOne()
+	q.nwait.Store(int32(q.waiters.len()))
+	q.wmu.Unlock()
+}
+
+// listWaiter lists w, unless it is listed, and reports whether it did.
+// Listed first, then looking again, a Claim cannot miss an item: an
+// enqueue that its look missed came after the listing, and wakes it.
+func (q *Memory) listWaiter(w *waiter) bool {
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	if w.listed || q.closed.Load() {
 		return false
 	}
-	q.token++
-	e.state, e.token, e.at = stClaimed, q.token, now+mono(lease)
-	e.item.Attempt++
-	q.leases.push(e)
-	if q.waiters.len() > 0 {
-		q.armLocked(now) // this lease may end before what they wait for
+	select {
+	case <-w.ch: // a wake-up since its last look: the look to come is the answer
+	default:
 	}
-	q.st.claimed++
-	e.claimed = now
-	*c = Claim{Item: e.item, Token: e.token, Deadline: q.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+	q.waiters.push(w)
+	q.nwait.Store(int32(q.waiters.len()))
 	return true
+}
+
+// unwait unlists w, reporting whether it was listed; false for nil.
+func (q *Memory) unwait(w *waiter) bool {
+	if w == nil {
+		return false
+	}
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	ok := q.waiters.remove(w)
+	q.nwait.Store(int32(q.waiters.len()))
+	return ok
+}
+
+// armAll arms each shard's timer for its next delayed item or lease end,
+// for the Claims that wait.
+func (q *Memory) armAll() {
+	now := q.now()
+	for _, s := range q.shards {
+		s.mu.Lock()
+		s.armLocked(now)
+		s.mu.Unlock()
+	}
+}
+
+// claimOf is the Claim of e, just taken; s.mu held. It returns a value,
+// not a write through a pointer, so that the copy lands on the caller's
+// stack, which needs no write barriers while the GC marks.
+func (s *shard) claimOf(e *entry) Claim {
+	return Claim{Item: e.item, Token: e.token, Deadline: s.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+}
+
+// takeLocked claims the next ready item, if there is one.
+func (s *shard) takeLocked(now mono, lease time.Duration) *entry {
+	s.promote(now)
+	e := s.ready.pop()
+	if e == nil {
+		return nil
+	}
+	s.token += uint64(len(s.q.shards))
+	e.state, e.token, e.at = stClaimed, s.token, now+mono(lease)
+	e.item.Attempt++
+	s.leases.push(e)
+	if s.q.nwait.Load() > 0 {
+		s.armLocked(now) // this lease may end before what they wait for
+	}
+	s.st.claimed++
+	if mono(s.takenAt.Load()) != now { // a store only once a tick
+		s.takenAt.Store(int64(now))
+	}
+	e.claimed = now
+	return e
 }
 
 // promote makes delayed items whose time has come ready, and takes back
 // the items whose leases have expired.
-func (q *Memory) promote(now mono) {
-	for e := q.delayed.top(); e != nil && e.at <= now; e = q.delayed.top() {
-		q.delayed.pop()
+func (s *shard) promote(now mono) {
+	for e := s.delayed.top(); e != nil && e.at <= now; e = s.delayed.top() {
+		s.delayed.pop()
 		e.state = stReady
-		q.ready.push(e)
-		q.waiters.wakeOne()
+		s.ready.push(e)
+		s.q.wake()
 	}
-	for e := q.leases.top(); e != nil && e.at <= now; e = q.leases.top() {
-		q.leases.pop()
+	for e := s.leases.top(); e != nil && e.at <= now; e = s.leases.top() {
+		s.leases.pop()
 		e.expiries++
-		q.st.expired++
-		q.o.log.Debug("lease expired", zap.String("id", e.item.ID), zap.Uint64("token", e.token), zap.Int("expiries", e.expiries))
-		if e.expiries >= q.o.retry.MaxExpiries {
-			q.bury(e, now, "lease expired "+strconv.Itoa(e.expiries)+" times: the workers crashed, hung or lost touch")
+		s.st.expired++
+		s.q.o.log.Debug("lease expired", zap.String("id", e.item.ID), zap.Uint64("token", e.token), zap.Int("expiries", e.expiries))
+		if e.expiries >= s.q.o.retry.MaxExpiries {
+			s.bury(e, now, "lease expired "+strconv.Itoa(e.expiries)+" times: the workers crashed, hung or lost touch")
 			continue
 		}
 		e.state = stReady
-		q.ready.push(e)
-		q.waiters.wakeOne()
+		s.ready.push(e)
+		s.q.wake()
 	}
 }
 
-// held returns the entry of a claim that is still held.
-func (q *Memory) held(c *Claim) (*entry, error) {
-	if err := q.usable(); err != nil {
-		return nil, err
-	}
+// held returns the entry of a claim that is still held, with its
+// shard's lock held, or an error with it not held. An entry's shard
+// never changes (entries are reused only within it), so e.s may be read
+// before taking the lock.
+func (q *Memory) held(c *Claim) (*shard, *entry, error) {
 	e := c.e
-	if e == nil || e.q != q || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
-		return nil, notHeld(*c)
+	if e == nil || e.s == nil || e.s.q != q {
+		return nil, nil, notHeld(*c)
 	}
-	return e, nil
+	s := e.s
+	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
+		return nil, nil, err
+	}
+	if e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
+		s.mu.Unlock()
+		return nil, nil, notHeld(*c)
+	}
+	return s, e, nil
 }
 
-// release ends a held claim's lease, returning with q.mu held, or an
-// error with it not held.
-func (q *Memory) release(c *Claim) (*entry, error) {
-	q.mu.Lock()
-	e, err := q.held(c)
+// release ends a held claim's lease, returning with its shard's lock
+// held, or an error with it not held.
+func (q *Memory) release(c *Claim) (*shard, *entry, error) {
+	s, e, err := q.held(c)
 	if err != nil {
-		q.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
-	q.leases.remove(e)
-	return e, nil
+	s.leases.remove(e)
+	return s, e, nil
 }
 
 // Ack marks a claimed item done. A claim whose lease has run out still
 // counts until the queue takes the item back, which a Claim, Stats or a
 // timer for a blocked Claim does.
 func (q *Memory) Ack(ctx context.Context, c Claim) error {
-	e, err := q.release(&c)
+	s, e, err := q.release(&c)
 	if err != nil {
 		return err
 	}
-	q.st.done++
+	s.st.done++
 	now := q.now()
 	if e.enq != unknownTime {
-		q.latency.AddLocked(time.Duration(now - e.enq))
+		s.latency.AddLocked(time.Duration(now - e.enq))
 	}
-	q.handling.AddLocked(time.Duration(now - e.claimed))
+	s.handling.AddLocked(time.Duration(now - e.claimed))
 	var g *commit
 	if q.j != nil {
 		g = q.j.add(record{kind: recAck, id: e.item.ID})
 	}
-	q.finish(e)
-	q.mu.Unlock()
+	s.finish(e)
+	s.mu.Unlock()
 	return g.wait()
 }
 
 // finish forgets a done item and lets the next of its key go.
-func (q *Memory) finish(e *entry) {
+func (s *shard) finish(e *entry) {
 	if e.given {
-		delete(q.ids, e.item.ID)
+		delete(s.ids, e.item.ID)
 	}
-	q.advanceKey(e, 0)
-	*e = entry{q: q}
-	if len(q.free) < maxFree { // after a burst, let the GC have the rest
-		q.free = append(q.free, e)
+	s.advanceKey(e, 0)
+	// No claim holds it now, nor after reuse (tokens differ). Its payload
+	// may be large: let it go; newEntry sets the rest.
+	e.state, e.item.Payload = 0, nil
+	if len(s.free) < maxFree { // after a burst, let the GC have the rest
+		s.free = append(s.free, e)
 	}
 }
 
 // advanceKey lets the item behind e on its key go, now that e is done
 // or dead.
-func (q *Memory) advanceKey(e *entry, now mono) {
+func (s *shard) advanceKey(e *entry, now mono) {
 	if e.item.Key == "" {
 		return
 	}
-	k := q.keys[e.item.Key]
+	k := s.keys[e.item.Key]
 	if k == nil || k.head != e {
 		return
 	}
 	next := e.next
 	e.next = nil
 	if next == nil {
-		delete(q.keys, e.item.Key)
+		delete(s.keys, e.item.Key)
 		return
 	}
 	k.head = next
-	q.behind--
+	s.behind--
 	if !next.item.NotBefore.IsZero() && now == 0 {
-		now = q.now()
+		now = s.q.now()
 	}
-	q.schedule(next, q.mono(next.item.NotBefore), now)
+	s.schedule(next, s.q.mono(next.item.NotBefore), now)
 }
 
 // Nack reports a failed attempt. The item is tried again after the
 // retry policy's backoff, or becomes a dead letter when out of failures
 // or when reason is Permanent.
 func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
-	e, err := q.release(&c)
+	s, e, err := q.release(&c)
 	if err != nil {
 		return err
 	}
@@ -516,30 +738,31 @@ func (q *Memory) Nack(ctx context.Context, c Claim, reason error) error {
 	now := q.now()
 	var g *commit
 	if e.failures >= q.o.retry.MaxFailures || IsPermanent(reason) {
-		g = q.bury(e, now, e.reason)
+		g = s.bury(e, now, e.reason)
 	} else {
-		q.st.retried++
+		s.st.retried++
 		at := now + mono(q.o.retry.backoff(e.failures))
 		if q.j != nil {
 			g = q.j.add(record{kind: recRetry, id: e.item.ID, failures: e.failures, expiries: e.expiries, notBefore: q.time(at).UnixNano()})
 		}
-		q.schedule(e, at, now)
+		s.schedule(e, at, now)
 	}
-	q.mu.Unlock()
+	s.mu.Unlock()
 	return g.wait()
 }
 
 // bury makes e a dead letter.
-func (q *Memory) bury(e *entry, now mono, reason string) (g *commit) {
+func (s *shard) bury(e *entry, now mono, reason string) (g *commit) {
+	q := s.q
 	e.state, e.at, e.reason = stDead, now, reason
-	q.dead[e.item.ID] = e
+	s.dead[e.item.ID] = e
 	if q.j != nil {
 		g = q.j.add(record{kind: recDead, id: e.item.ID, failures: e.failures, expiries: e.expiries, at: q.time(now).UnixNano(), reason: reason})
 	}
-	q.st.deadLettered++
+	s.st.deadLettered++
 	q.o.log.Info("dead letter", zap.String("id", e.item.ID), zap.Int("failures", e.failures),
 		zap.Int("expiries", e.expiries), zap.String("reason", reason))
-	q.advanceKey(e, now)
+	s.advanceKey(e, now)
 	return g
 }
 
@@ -548,30 +771,31 @@ func (q *Memory) Extend(ctx context.Context, c Claim, lease time.Duration) (Clai
 	if lease <= 0 {
 		return c, invalid("lease %v: want more than 0", lease)
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	e, err := q.held(&c)
+	s, e, err := q.held(&c)
 	if err != nil {
 		return c, err
 	}
+	defer s.mu.Unlock()
 	now := q.now()
 	e.at = now + mono(lease)
-	q.leases.fix(e)
-	q.armLocked(now)
-	c.Deadline = q.deadline(e.at)
+	s.leases.fix(e)
+	s.armLocked(now)
+	c.Deadline = s.deadline(e.at)
 	return c, nil
 }
 
 // DeadLetters lists the dead letters, oldest first.
 func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	if err := q.usable(); err != nil {
 		return nil, err
 	}
 	var ds []DeadLetter
-	for _, e := range q.dead {
-		ds = append(ds, DeadLetter{Item: e.item, Reason: e.reason, Failures: e.failures, Expiries: e.expiries, At: q.time(e.at)})
+	for _, s := range q.shards {
+		s.mu.Lock()
+		for _, e := range s.dead {
+			ds = append(ds, DeadLetter{Item: e.item, Reason: e.reason, Failures: e.failures, Expiries: e.expiries, At: q.time(e.at)})
+		}
+		s.mu.Unlock()
 	}
 	slices.SortFunc(ds, func(a, b DeadLetter) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -585,36 +809,62 @@ func (q *Memory) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 // Requeue puts dead letters back with fresh counts, all or none. An item
 // with a key goes behind the items of its key now in the queue.
 func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
-	q.mu.Lock()
-	if err := q.usable(); err != nil {
-		q.mu.Unlock()
+	q.lockAll()
+	g, err := q.requeueLocked(ids)
+	q.unlockAll()
+	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if q.dead[id] == nil {
-			q.mu.Unlock()
-			return &notFoundError{id}
+	return g.wait()
+}
+
+// requeueLocked is Requeue with every shard's lock held.
+func (q *Memory) requeueLocked(ids []string) (*commit, error) {
+	if err := q.shards[0].usable(); err != nil {
+		return nil, err
+	}
+	home := make([]*shard, len(ids))
+	for i, id := range ids {
+		for _, s := range q.shards {
+			if s.dead[id] != nil {
+				home[i] = s
+			}
+		}
+		if home[i] == nil {
+			return nil, &notFoundError{id}
 		}
 	}
 	now := q.now()
 	var recs []record
-	for _, id := range ids {
-		e := q.dead[id]
+	for i, id := range ids {
+		s := home[i]
+		e := s.dead[id]
 		if e == nil {
 			continue // named twice
 		}
-		delete(q.dead, id)
+		delete(s.dead, id)
 		e.failures, e.expiries, e.reason = 0, 0, ""
-		q.st.requeued++
+		s.st.requeued++
 		recs = append(recs, record{kind: recRequeue, id: id})
-		q.place(e, 0, now)
+		s.place(e, 0, now)
 	}
-	var g *commit
-	if q.j != nil && len(recs) > 0 {
-		g = q.j.add(recs...)
+	if q.j == nil || len(recs) == 0 {
+		return nil, nil
 	}
-	q.mu.Unlock()
-	return g.wait()
+	return q.j.add(recs...), nil
+}
+
+// lockAll takes every shard's lock, in order; unlockAll lets them go.
+func (q *Memory) lockAll() {
+	for _, s := range q.shards {
+		s.mu.Lock()
+	}
+}
+
+func (q *Memory) unlockAll() {
+	for _, s := range q.shards {
+		s.mu.Unlock()
+	}
 }
 
 type notFoundError struct{ id string }
@@ -625,18 +875,23 @@ func (e *notFoundError) Unwrap() error { return ErrNotFound }
 // Close ends the queue: blocked and later calls return ErrClosed, and
 // what it held is dropped. It is idempotent.
 func (q *Memory) Close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	q.lockAll()
+	if q.closed.Load() {
+		q.unlockAll()
 		return nil
 	}
-	q.closed = true
-	if q.timer != nil {
-		q.timer.Stop()
-		q.timer = nil
+	q.closed.Store(true)
+	for _, s := range q.shards {
+		if s.timer != nil {
+			s.timer.Stop()
+			s.timer = nil
+		}
 	}
+	q.unlockAll()
+	q.wmu.Lock()
 	q.waiters.wakeAll()
-	q.mu.Unlock()
+	q.nwait.Store(0)
+	q.wmu.Unlock()
 	if q.coarse != nil {
 		q.coarse.Close()
 	}
@@ -647,41 +902,42 @@ func (q *Memory) Close() error {
 }
 
 // armLocked keeps a timer for the earliest time a delayed item or an
-// expired lease could give a blocked Claim work, while any is blocked.
+// expired lease of the shard could give a blocked Claim work, while any
+// is blocked; s.mu held.
 // Without blocked claims nothing needs waking: the next Claim looks.
-func (q *Memory) armLocked(now mono) {
+func (s *shard) armLocked(now mono) {
 	var next mono // 0: no timer
-	if q.waiters.len() > 0 && !q.closed {
-		if e := q.delayed.top(); e != nil {
+	if s.q.nwait.Load() > 0 && !s.q.closed.Load() {
+		if e := s.delayed.top(); e != nil {
 			next = e.at
 		}
-		if e := q.leases.top(); e != nil && (next == 0 || e.at < next) {
+		if e := s.leases.top(); e != nil && (next == 0 || e.at < next) {
 			next = e.at
 		}
 	}
-	if next == q.timerAt && (q.timer != nil) == (next != 0) {
+	if next == s.timerAt && (s.timer != nil) == (next != 0) {
 		return
 	}
-	if q.timer != nil {
-		q.timer.Stop()
-		q.timer = nil
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
 	}
-	q.timerAt = next
+	s.timerAt = next
 	if next != 0 {
-		q.timer = q.o.clock.AfterFunc(time.Duration(max(next-now, 0)), q.onTimer)
+		s.timer = s.q.o.clock.AfterFunc(time.Duration(max(next-now, 0)), s.onTimer)
 	}
 }
 
-func (q *Memory) onTimer() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.timer, q.timerAt = nil, 0
-	if q.closed {
+func (s *shard) onTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timer, s.timerAt = nil, 0
+	if s.q.closed.Load() {
 		return
 	}
-	now := q.now()
-	q.promote(now)
-	q.armLocked(now)
+	now := s.q.now()
+	s.promote(now)
+	s.armLocked(now)
 }
 
 // Stats is a snapshot of a queue's state and counters.
@@ -708,17 +964,21 @@ type Percentiles struct {
 	P50, P90, P99 time.Duration
 }
 
-func percentiles(w *latency.Window) Percentiles {
-	q, _ := w.Quantiles(0.5, 0.9, 0.99)
+func percentiles(ws []*latency.Window) Percentiles {
+	q, _ := latency.Merged(ws, 0.5, 0.9, 0.99)
 	return Percentiles{q[0], q[1], q[2]}
 }
 
 // readyCount is how many items may be claimed now, for a Pool's scaling:
 // cheaper than Stats.
 func (q *Memory) readyCount() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.ready.len()
+	n := 0
+	for _, s := range q.shards {
+		s.mu.Lock()
+		n += s.ready.len()
+		s.mu.Unlock()
+	}
+	return n
 }
 
 // Depth is how many items wait: ready, delayed or behind their key.
@@ -726,16 +986,30 @@ func (s Stats) Depth() int { return s.Ready + s.Delayed + s.Behind }
 
 // Stats returns a snapshot, after taking back expired leases.
 func (q *Memory) Stats() Stats {
-	q.mu.Lock()
-	if !q.closed {
-		q.promote(q.now())
+	var st Stats
+	var lat, hand []*latency.Window
+	now := q.now()
+	for _, s := range q.shards {
+		s.mu.Lock()
+		if !q.closed.Load() {
+			s.promote(now)
+		}
+		st.Ready += s.ready.len()
+		st.Delayed += s.delayed.len()
+		st.Behind += s.behind
+		st.InFlight += s.leases.len()
+		st.Dead += len(s.dead)
+		st.Enqueued += s.st.enqueued
+		st.Duplicates += s.st.duplicates
+		st.Claimed += s.st.claimed
+		st.Done += s.st.done
+		st.Retried += s.st.retried
+		st.DeadLettered += s.st.deadLettered
+		st.LeaseExpiries += s.st.expired
+		st.Requeued += s.st.requeued
+		s.mu.Unlock() // the windows take it
+		lat, hand = append(lat, s.latency), append(hand, s.handling)
 	}
-	s := Stats{
-		Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: len(q.dead),
-		Enqueued: q.st.enqueued, Duplicates: q.st.duplicates, Claimed: q.st.claimed, Done: q.st.done,
-		Retried: q.st.retried, DeadLettered: q.st.deadLettered, LeaseExpiries: q.st.expired, Requeued: q.st.requeued,
-	}
-	q.mu.Unlock() // the windows take it
-	s.Latency, s.Handling = percentiles(q.latency), percentiles(q.handling)
-	return s
+	st.Latency, st.Handling = percentiles(lat), percentiles(hand)
+	return st
 }

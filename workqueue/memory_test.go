@@ -66,14 +66,16 @@ func (f *fixture) claim(lease time.Duration) Claim {
 // blocking. (The tests of blocked claims use Claim itself.)
 func (f *fixture) tryClaim(lease time.Duration) (Claim, bool) {
 	f.t.Helper()
-	var c Claim
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.usable(); err != nil {
+	s, e, _, err := f.Memory.tryClaim(f.local(), lease)
+	if err != nil {
 		f.t.Fatalf("Claim: %v", err)
 	}
-	ok := f.takeLocked(f.now(), lease, &c)
-	return c, ok
+	if e == nil {
+		return Claim{}, false
+	}
+	c := s.claimOf(e)
+	s.mu.Unlock()
+	return c, true
 }
 
 func (f *fixture) ack(c Claim) {
@@ -142,7 +144,7 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 }
 
 func TestGeneratedIDs(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, WithShards(1))
 	const n = 1000
 	for range n {
 		f.enqueue(Item{Payload: []byte("x")})
@@ -163,6 +165,17 @@ func TestGeneratedIDs(t *testing.T) {
 	// A generated ID cannot be given back: dedup would not see it.
 	if err := f.Enqueue(context.Background(), Item{ID: f.nextIDForTest(), Payload: []byte("x")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "prefix") {
 		t.Fatalf("Enqueue with a generated-looking ID: %v", err)
+	}
+	// Each shard counts in its own range.
+	turn := 0
+	h := newFixture(t, WithShards(2), withPick(func() int { turn++; return turn / 2 }))
+	for i := range 4 {
+		h.enqueue(Item{Payload: []byte("x")})
+		c := h.claim(time.Minute)
+		if want := fmt.Sprintf("%s%02x%010x", h.prefix, c.e.s.idx, i/2); c.ID != want {
+			t.Fatalf("ID %d is %q, want %q", i, c.ID, want)
+		}
+		h.ack(c)
 	}
 	// Another queue's IDs differ too.
 	g := newFixture(t)
@@ -492,8 +505,8 @@ func TestBlockedClaimWakesOnEnqueueCancelAndClose(t *testing.T) {
 
 // waiting reports how many Claims are blocked.
 func (q *Memory) waiting() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
 	return q.waiters.len()
 }
 
@@ -578,9 +591,10 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 }
 
 func (q *Memory) nextIDForTest() string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.nextID()
+	s := q.shards[0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextID()
 }
 
 func TestLatencyStats(t *testing.T) {
@@ -601,5 +615,52 @@ func TestLatencyStats(t *testing.T) {
 	if !in(s.Latency.P50, 7*time.Second, 8*time.Second) || !in(s.Latency.P99, 11500*time.Millisecond, 12400*time.Millisecond) ||
 		!in(s.Handling.P90, 970*time.Millisecond, 1030*time.Millisecond) {
 		t.Fatalf("latency %+v, handling %+v", s.Latency, s.Handling)
+	}
+}
+
+// TestShardsDoNotStarve: items in a shard whose own workers are busy, or
+// absent, are claimed by the others within about starveAfter, while
+// each shard's own items go first, in order, until then.
+func TestShardsDoNotStarve(t *testing.T) {
+	home := 0
+	f := newFixture(t, WithShards(2), withPick(func() int { return home }))
+	home = 1
+	f.enqueue(Item{Payload: []byte("stranded")})
+	home = 0
+	for range 3 {
+		f.enqueue(Item{Payload: []byte("own")})
+	}
+	for range 2 { // nothing taken from shard 1 yet, but not for long
+		if c := f.claim(time.Minute); string(c.Payload) != "own" {
+			t.Fatalf("claimed %q before shard 0's own, with no time passed", c.Payload)
+		}
+	}
+	f.clk.Advance(time.Duration(starveAfter))
+	if c := f.claim(time.Minute); string(c.Payload) != "stranded" {
+		t.Fatalf("claimed %q after %v, want the item of the starving shard", c.Payload, time.Duration(starveAfter))
+	}
+	if c := f.claim(time.Minute); string(c.Payload) != "own" {
+		t.Fatalf("claimed %q, want the last of shard 0's own", c.Payload)
+	}
+	if s := f.Stats(); s.Claimed != 4 || s.Ready != 0 {
+		t.Fatalf("stats %+v, want 4 claimed, none ready", s)
+	}
+}
+
+func TestWithShardsBounds(t *testing.T) {
+	for _, n := range []int{-1, maxShards + 1} {
+		if _, err := NewMemory(WithShards(n)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "WithShards") {
+			t.Errorf("WithShards(%d): %v, want ErrInvalid naming it", n, err)
+		}
+	}
+	for _, n := range []int{0, 1, maxShards} {
+		q, err := NewMemory(WithShards(n))
+		if err != nil {
+			t.Fatalf("WithShards(%d): %v", n, err)
+		}
+		if want := max(n, 1); n > 0 && len(q.shards) != want {
+			t.Errorf("WithShards(%d): %d shards", n, len(q.shards))
+		}
+		q.Close()
 	}
 }

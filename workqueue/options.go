@@ -17,6 +17,8 @@ type options struct {
 	retry      Retry
 	maxPayload int
 	clock      clock.Clock
+	shards     int        // 0: GOMAXPROCS
+	pick       func() int // the caller's shard; nil: its P's
 }
 
 // Limits on what an item may carry.
@@ -107,6 +109,31 @@ func WithRetry(r Retry) Option {
 			return invalid("Retry.Jitter %v: want between 0 and 1", r.Jitter)
 		}
 		o.retry = r
+		return nil
+	}
+}
+
+// WithShards spreads the queue's items over n shards, each under its own
+// lock, so that workers on different cores seldom wait for each other.
+// The default, 0, is one shard per GOMAXPROCS, at most 64. With more than
+// one, order is first in, first out within a shard and only roughly
+// across them (see [Memory]); WithShards(1) keeps one strict FIFO, at the
+// cost of one lock for all.
+func WithShards(n int) Option {
+	return func(o *options) error {
+		if n < 0 || n > maxShards {
+			return invalid("WithShards(%d): want 0 (one per GOMAXPROCS) to %d", n, maxShards)
+		}
+		o.shards = n
+		return nil
+	}
+}
+
+// withPick picks the caller's shard with pick rather than by its P
+// (tests drive which shard an enqueue or claim starts at).
+func withPick(pick func() int) Option {
+	return func(o *options) error {
+		o.pick = pick
 		return nil
 	}
 }

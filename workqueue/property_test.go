@@ -39,15 +39,18 @@ type model struct {
 	started  map[string]bool     // items claimed at least once since (re)queued
 	failures map[string]int      // nacks since last (re)queued
 	perm     map[string]bool     // last nack was permanent
-	lastTok  uint64
+	lastTok  map[string]uint64   // item → its last claim's token
 }
 
 func runHistory(t *testing.T, seed uint64, steps int) {
 	m := &model{
-		t: t, f: newFixture(t), r: rand.New(rand.NewPCG(seed, 1)),
+		t: t, r: rand.New(rand.NewPCG(seed, 1)), lastTok: map[string]uint64{},
 		enqueued: map[string]bool{}, done: map[string]bool{}, keyOf: map[string]string{},
 		order: map[string][]string{}, started: map[string]bool{}, failures: map[string]int{}, perm: map[string]bool{},
 	}
+	// Three shards, the caller's picked at random: items move between
+	// them only by claims that look beyond their own.
+	m.f = newFixture(t, WithShards(3), withPick(func() int { return m.r.IntN(3) }))
 	ctx := context.Background()
 	for step := range steps {
 		switch op := m.r.IntN(100); {
@@ -133,8 +136,8 @@ func (m *model) enqueue() {
 		m.t.Fatalf("enqueued %d of %+v, the model expected %d", got, items, want)
 	}
 	// Generated IDs are learnt from the queue's records.
-	m.f.mu.Lock()
-	defer m.f.mu.Unlock()
+	m.f.lockAll()
+	defer m.f.unlockAll()
 	for _, e := range m.allEntries() {
 		if !m.enqueued[e.item.ID] {
 			m.accept(e.item.ID, e.item.Key)
@@ -155,17 +158,14 @@ func (m *model) accept(id, key string) {
 }
 
 func (m *model) claim() {
-	var c Claim
-	m.f.mu.Lock()
-	ok := m.f.takeLocked(m.f.now(), time.Duration(1+m.r.IntN(5))*time.Second, &c)
-	m.f.mu.Unlock()
+	c, ok := m.f.tryClaim(time.Duration(1+m.r.IntN(5)) * time.Second)
 	if !ok {
 		return
 	}
-	if c.Token <= m.lastTok {
-		m.t.Fatalf("token %d after %d", c.Token, m.lastTok)
+	if last := m.lastTok[c.ID]; c.Token <= last {
+		m.t.Fatalf("%s: token %d after %d", c.ID, c.Token, last)
 	}
-	m.lastTok = c.Token
+	m.lastTok[c.ID] = c.Token
 	if !m.enqueued[c.ID] {
 		m.t.Fatalf("claimed %s, which was never enqueued (or was done)", c.ID)
 	}
@@ -220,30 +220,41 @@ func (m *model) requeue() {
 	}
 }
 
-// allEntries lists the entries in the queue's structures; q.mu held.
+// allEntries lists the entries in the shards' structures, checking that
+// each is in its own shard's; every shard's lock held.
 func (m *model) allEntries() []*entry {
-	q := m.f.Memory
 	var es []*entry
-	for i := range q.ready.size {
-		es = append(es, q.ready.buf[(q.ready.head+i)%len(q.ready.buf)])
-	}
-	es = append(es, q.delayed...)
-	es = append(es, q.leases...)
-	for _, k := range q.keys {
-		for e := k.head.next; e != nil; e = e.next {
+	for _, q := range m.f.shards {
+		n := len(es)
+		for i := range q.ready.size {
+			es = append(es, q.ready.at(i))
+		}
+		es = append(es, q.delayed...)
+		es = append(es, q.leases...)
+		for _, k := range q.keys {
+			for e := k.head.next; e != nil; e = e.next {
+				es = append(es, e)
+			}
+		}
+		for _, e := range q.dead {
 			es = append(es, e)
 		}
-	}
-	for _, e := range q.dead {
-		es = append(es, e)
+		for _, e := range es[n:] {
+			if e.s != q {
+				m.t.Fatalf("%s is in shard %d's structures, but its entry says %d", e.item.ID, q.idx, e.s.idx)
+			}
+			if (e.item.Key != "" || e.given) && q.idx != 0 {
+				m.t.Fatalf("%s has a key or a given ID, but is in shard %d", e.item.ID, q.idx)
+			}
+		}
 	}
 	return es
 }
 
 func (m *model) check(when string) {
 	q := m.f.Memory
-	q.mu.Lock()
-	defer q.mu.Unlock()
+	q.lockAll()
+	defer q.unlockAll()
 	// Every item the model knows is in exactly one place, or done; the
 	// queue holds nothing else.
 	seen := map[string]state{}
@@ -264,8 +275,8 @@ func (m *model) check(when string) {
 	// No item is held by two claims; a key holds at most one claim.
 	heldBy, keyHeld := map[string]uint64{}, map[string]string{}
 	for _, c := range m.claims {
-		if _, err := q.held(&c); err != nil {
-			continue
+		if e := c.e; e == nil || e.state != stClaimed || e.token != c.Token || e.item.ID != c.ID {
+			continue // not held
 		}
 		if tok, ok := heldBy[c.ID]; ok && tok != c.Token {
 			m.t.Fatalf("%s: %s held by tokens %d and %d", when, c.ID, tok, c.Token)
@@ -278,7 +289,11 @@ func (m *model) check(when string) {
 			keyHeld[k] = c.ID
 		}
 	}
-	s := Stats{Ready: q.ready.len(), Delayed: q.delayed.len(), Behind: q.behind, InFlight: q.leases.len(), Dead: len(q.dead)}
+	var s Stats
+	for _, q := range q.shards {
+		s.Ready, s.Delayed, s.Behind = s.Ready+q.ready.len(), s.Delayed+q.delayed.len(), s.Behind+q.behind
+		s.InFlight, s.Dead = s.InFlight+q.leases.len(), s.Dead+len(q.dead)
+	}
 	if n := s.Depth() + s.InFlight + s.Dead; n != len(seen) {
 		m.t.Fatalf("%s: stats count %d items, the structures %d", when, n, len(seen))
 	}
@@ -289,10 +304,7 @@ func (m *model) check(when string) {
 func (m *model) drain() {
 	for range 10000 {
 		m.f.clk.Advance(time.Hour)
-		var c Claim
-		m.f.mu.Lock()
-		ok := m.f.takeLocked(m.f.now(), time.Minute, &c)
-		m.f.mu.Unlock()
+		c, ok := m.f.tryClaim(time.Minute)
 		if !ok {
 			if s := m.f.Stats(); s.Depth()+s.InFlight == 0 {
 				break

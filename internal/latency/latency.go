@@ -81,18 +81,30 @@ func (l *Window) AddLocked(d time.Duration) {
 // over both windows, and how many samples they hold. With no samples it
 // returns zeros.
 func (l *Window) Quantiles(qs ...float64) ([]time.Duration, int) {
+	return Merged([]*Window{l}, qs...)
+}
+
+// Merged is Quantiles over the samples of several windows, which may be
+// guarded by different locks: it takes each in turn.
+func Merged(ws []*Window, qs ...float64) ([]time.Duration, int) {
 	out := make([]time.Duration, len(qs))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.cur.n + l.old.n
+	var counts [numBuckets]int
+	n := 0
+	for _, l := range ws {
+		l.mu.Lock()
+		n += l.cur.n + l.old.n
+		for i := range numBuckets {
+			counts[i] += int(l.cur.counts[i]) + int(l.old.counts[i])
+		}
+		l.mu.Unlock()
+	}
 	if n == 0 {
 		return out, 0
 	}
 	for qi, q := range qs {
 		rank := q*float64(n-1) + 1 // 1-based rank of the sample
 		seen := 0
-		for i := range numBuckets {
-			c := int(l.cur.counts[i]) + int(l.old.counts[i])
+		for i, c := range counts {
 			if c > 0 && float64(seen+c) >= rank {
 				// Spread the bucket's samples evenly over its span: a
 				// bucket is 1/32 of a power of two wide, too coarse for a

@@ -40,3 +40,26 @@ func TestLatencyQuantiles(t *testing.T) {
 		}
 	}
 }
+
+func TestMergedIsQuantilesOfAll(t *testing.T) {
+	a, b, all := New(new(sync.Mutex)), New(new(sync.Mutex)), New(new(sync.Mutex))
+	for i := 1; i <= 600; i++ {
+		d := time.Duration(i) * time.Microsecond
+		if i%3 == 0 {
+			a.Add(d)
+		} else {
+			b.Add(d)
+		}
+		all.Add(d)
+	}
+	got, n := Merged([]*Window{a, b}, 0.1, 0.5, 0.99)
+	want, m := all.Quantiles(0.1, 0.5, 0.99)
+	if n != m {
+		t.Fatalf("merged %d samples, want %d", n, m)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("quantile %d: merged %v, one window %v", i, got[i], want[i])
+		}
+	}
+}
