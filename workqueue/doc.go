@@ -44,7 +44,8 @@
 // the order they went in, except that an item waits for its NotBefore
 // and, after a failure, for its backoff. Across shards the order is only
 // rough. Items with an ID or a Key of their own share one shard, and so
-// keep their order among themselves. WithShards(1) keeps one strict
+// keep their order among themselves; so do the other items of a batch
+// that has one, and every item a durable queue restores on open. WithShards(1) keeps one strict
 // order for all, at the cost of one lock.
 //
 // Items with the same Key run one at a time, in the order they were

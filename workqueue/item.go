@@ -41,9 +41,9 @@ type Claim struct {
 	// its own.)
 	Token uint64
 	// Deadline is when the lease ends, by the queue's clock. Past it, the
-	// queue may give the item to another worker (it does so when a worker
-	// asks for work, or at once if workers are waiting), after which the
-	// claim is not held; Extend moves it.
+	// queue may give the item to another worker (it does so when a claim
+	// looks in the item's shard, on Stats, or at once if workers are
+	// waiting), after which the claim is not held; Extend moves it.
 	Deadline time.Time
 	// Failures and Expiries count the earlier attempts that ended in a
 	// Nack and in an expired lease.

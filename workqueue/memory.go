@@ -28,7 +28,8 @@ import (
 // An item with no key and no ID of its own goes to the shard of the P
 // that enqueued it, and a claim looks first in its own P's shard, then in
 // the others. Items with a key or an ID of their own all go to the first
-// shard, which dedup and key order need in one place. Order is therefore
+// shard, which dedup and key order need in one place, with the rest of
+// their batch; so do the items a durable queue restores. Order is therefore
 // FIFO within a shard, and only roughly so across shards: a claim looks
 // first in another shard now and then, so that no shard's items wait
 // behind the others' for long. WithShards(1) keeps one strict FIFO.
@@ -456,8 +457,8 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err e
 			s.mu.Unlock()
 		}
 		if err != nil || e != nil {
-			if w != nil && !q.unwait(w) && more {
-				q.wake() // woken, and there is more: pass it on
+			if w != nil && !q.unwait(w) && (more || e != nil) {
+				q.wake() // woken: the wake may have been for another shard's item
 			}
 			return c, err
 		}
@@ -480,6 +481,8 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err e
 // more; with none, it holds no lock.
 func (q *Memory) tryClaim(home *shard, lease time.Duration) (s *shard, e *entry, more bool, err error) {
 	n := len(q.shards)
+	// The clock is read again once a shard's lock is held: a wait for it
+	// must not make the lease start in the past.
 	now := q.now()
 	if n > 1 && mono(home.probeAt.Load()) <= now {
 		// Once in a while, look first for a shard that has had nothing
@@ -491,7 +494,7 @@ func (q *Memory) tryClaim(home *shard, lease time.Duration) (s *shard, e *entry,
 			if now-mono(s.takenAt.Load()) < starveAfter || !s.mu.TryLock() {
 				continue
 			}
-			if e, more, err := s.take(now, lease); e != nil || err != nil {
+			if e, more, err := s.take(q.now(), lease); e != nil || err != nil {
 				return s, e, more, err
 			}
 		}
@@ -502,7 +505,7 @@ func (q *Memory) tryClaim(home *shard, lease time.Duration) (s *shard, e *entry,
 		}
 		s := q.shards[j]
 		s.mu.Lock()
-		if e, more, err := s.take(now, lease); e != nil || err != nil {
+		if e, more, err := s.take(q.now(), lease); e != nil || err != nil {
 			return s, e, more, err
 		}
 	}
@@ -540,7 +543,10 @@ func (q *Memory) wake() {
 func (q *Memory) listWaiter(w *waiter) bool {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
-	if w.listed || q.closed.Load() {
+	if q.closed.Load() {
+		return true // look again: the look sees ErrClosed
+	}
+	if w.listed {
 		return false
 	}
 	select {

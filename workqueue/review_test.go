@@ -3,6 +3,7 @@ package workqueue
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -135,5 +136,90 @@ func TestServerCapsLeases(t *testing.T) {
 		if rec.Code != http.StatusBadRequest {
 			t.Fatalf("%s: %d %s", path, rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestClaimRacingCloseEnds: a Claim that has looked (queue open, nothing
+// ready) but not yet listed itself when Close runs must still end with
+// ErrClosed. (It waited on its channel for ever, when listWaiter refused
+// to list it on a closed queue.) Holding wmu widens the window between
+// the look and the listing.
+func TestClaimRacingCloseEnds(t *testing.T) {
+	q, err := NewMemory(WithShards(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.wmu.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { _, err := q.Claim(ctx, time.Second); res <- err }()
+	time.Sleep(50 * time.Millisecond) // it has looked, and waits for wmu in listWaiter
+	closed := make(chan struct{})
+	go func() { q.Close(); close(closed) }()
+	for !q.closed.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	q.wmu.Unlock()
+	<-closed
+	if err := <-res; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Claim racing Close returned %v, want ErrClosed", err)
+	}
+}
+
+// TestWakeSpentOnAnotherShardsItemIsPassedOn: a waiter woken for an item
+// in one shard may take another item, in another shard, that came while
+// nobody waited (so woke nobody). It must pass the wake-up on: it used to
+// only if its own shard had more, and a second waiter slept while the
+// first item was ready.
+//
+// Shards 0, 1, 2; probes off. W (home 0) and W2 (home 1, looks 1, 2, 0)
+// both wait. X goes to shard 0 between their first look and their
+// listing. W's second look is held at shard 0, W2's at shard 2 (after it
+// has looked at shard 1). Y goes to shard 1 and wakes W, the oldest.
+// W takes X; W2 then finds shards 2 and 0 empty and sleeps, with Y ready.
+func TestWakeSpentOnAnotherShardsItemIsPassedOn(t *testing.T) {
+	var home atomic.Int64
+	f := newFixture(t, WithShards(3), withPick(func() int { return int(home.Load()) }))
+	q := f.Memory
+	for _, s := range q.shards {
+		s.probeAt.Store(math.MaxInt64) // no starvation probes: looks go home, home+1, ...
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	type result struct {
+		c   Claim
+		err error
+	}
+	claim := func(h int) chan result {
+		home.Store(int64(h))
+		ch := make(chan result, 1)
+		go func() { c, err := q.Claim(ctx, time.Minute); ch <- result{c, err} }()
+		time.Sleep(50 * time.Millisecond)
+		return ch
+	}
+	q.wmu.Lock()
+	w := claim(0)  // first look: nothing; now waits for wmu in listWaiter
+	w2 := claim(1) // likewise, behind W
+	home.Store(0)
+	f.enqueue(Item{Payload: []byte("X")}) // shard 0; nobody listed, so no wake
+	q.shards[0].mu.Lock()
+	q.shards[2].mu.Lock()
+	q.wmu.Unlock()
+	for q.nwait.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // W held at shard 0; W2 past shard 1, held at 2
+	home.Store(1)
+	f.enqueue(Item{Payload: []byte("Y")}) // shard 1: wakes W, the oldest
+	q.shards[0].mu.Unlock()
+	r := <-w
+	if r.err != nil || string(r.c.Payload) != "X" {
+		t.Fatalf("W: %q, %v; want X", r.c.Payload, r.err)
+	}
+	q.shards[2].mu.Unlock()
+	r2 := <-w2
+	if r2.err != nil {
+		t.Fatalf("W2 blocked while Y was ready: %v; stats %+v", r2.err, q.Stats())
 	}
 }

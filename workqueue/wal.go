@@ -36,8 +36,10 @@ const (
 )
 
 // epochShift places a run's epoch above its claim counter in tokens, so
-// that tokens keep growing across restarts of a durable queue: 2^40
-// claims a run, 2^23 runs.
+// that tokens keep growing across restarts of a durable queue: 2^23
+// runs, and in each 2^40 tokens, which the shards share (each counts by
+// the number of shards), so 2^40/n claims a run from each of n shards:
+// 1.7×10^10 with the most, 64.
 const epochShift = 40
 
 const logName = "queue.log"
