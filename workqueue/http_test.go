@@ -3,6 +3,8 @@ package workqueue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -205,5 +207,52 @@ func TestHTTPRemoteWorkers(t *testing.T) {
 	}
 	if s := pools[1].Stats(); s.Done == 0 {
 		t.Fatalf("a remote pool did nothing: %+v", s)
+	}
+}
+
+// TestHTTPClientReusesConnections: the client reads each answer to its
+// end, so that one keep-alive connection serves call after call, failed
+// ones included.
+func TestHTTPClientReusesConnections(t *testing.T) {
+	h, err := NewServer(newTestQueue(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	var conns sync.Map
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Store(c, true)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cl, err := NewClient(srv.URL, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 20 {
+		if err := cl.Enqueue(ctx, item(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		c, err := cl.Claim(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Ack(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Ack(ctx, c); !errors.Is(err, ErrNotHeld) { // an error answer
+			t.Fatalf("second Ack: %v", err)
+		}
+		if _, err := cl.Stats(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("%d connections for 100 calls in turn, want 1", n)
 	}
 }
