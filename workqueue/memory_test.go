@@ -521,9 +521,11 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// TestConcurrentWorkersLoseNothing runs producers and workers on the real
-// clock, some of whose handlers fail once, and checks that every item is
-// done exactly once.
+// TestConcurrentWorkersLoseNothing: producers and workers at once, on
+// the real clock and every shard (half the items have IDs of their own,
+// some keys, and go to shard 0; the rest go to their producer's P's
+// shard), some failing once: every item is done exactly once, and
+// nothing is left.
 func TestConcurrentWorkersLoseNothing(t *testing.T) {
 	q, err := NewMemory(WithRetry(Retry{MaxFailures: 5, MaxExpiries: 5, Backoff: time.Millisecond, MaxBackoff: time.Millisecond}))
 	if err != nil {
@@ -531,16 +533,19 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 	}
 	defer q.Close()
 	const producers, workers, per = 4, 8, 500
-	ctx, cancel := context.WithCancel(context.Background())
+	// Bounded: a lost item would leave the workers waiting for ever.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var mu sync.Mutex
-	done := map[string]int{}
+	done := map[string]int{} // by payload, which names the item
 	var wg sync.WaitGroup
 	for p := range producers {
 		wg.Go(func() {
 			for i := range per {
 				it := item(fmt.Sprintf("%d-%d", p, i))
-				if i%7 == 0 {
+				if p%2 == 1 {
+					it.ID = "" // generated, on this P's shard
+				} else if i%7 == 0 {
 					it.Key = fmt.Sprint("k", i%3)
 				}
 				if err := q.Enqueue(ctx, it); err != nil {
@@ -558,7 +563,7 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 				if err != nil {
 					return
 				}
-				if c.Attempt == 1 && c.ID[len(c.ID)-1] == '3' {
+				if c.Attempt == 1 && c.Payload[len(c.Payload)-1] == '3' {
 					q.Nack(ctx, c, errors.New("first try fails"))
 					continue
 				}
@@ -566,7 +571,7 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 					t.Error(err)
 				}
 				mu.Lock()
-				done[c.ID]++
+				done[string(c.Payload)]++
 				n := len(done)
 				mu.Unlock()
 				if n == producers*per {
@@ -578,11 +583,11 @@ func TestConcurrentWorkersLoseNothing(t *testing.T) {
 	wg.Wait()
 	ww.Wait()
 	if len(done) != producers*per {
-		t.Fatalf("%d items done of %d", len(done), producers*per)
+		t.Fatalf("%d items done of %d after %v; stats %+v", len(done), producers*per, ctx.Err(), q.Stats())
 	}
-	for id, n := range done {
+	for name, n := range done {
 		if n != 1 {
-			t.Fatalf("%s done %d times", id, n)
+			t.Fatalf("%s done %d times", name, n)
 		}
 	}
 	if s := q.Stats(); s.Done != producers*per || s.Depth() != 0 || s.InFlight != 0 {
