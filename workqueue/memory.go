@@ -73,6 +73,7 @@ type shard struct {
 	seq       uint64          // items placed, for their order
 	takenAt   atomic.Int64    // mono: when an item was last taken, to the coarse clock's tick
 	probeAt   atomic.Int64    // mono: when a claim from here next looks for starving shards
+	zeroFirst atomic.Int32    // claims from here to look in shard 0 first: see tryClaim
 	latency   *latency.Window // enqueue to ack
 	handling  *latency.Window // claim to ack
 	st        counters
@@ -173,6 +174,9 @@ const (
 	// starveAfter, so that its items are claimed even while its own
 	// workers are busy with their own, or absent.
 	starveAfter = mono(time.Millisecond)
+	// zeroFirstRun is how many claims look in shard 0 before their own
+	// shard, after one found its own empty and took from shard 0.
+	zeroFirstRun = 16
 )
 
 // local returns the shard of the caller's P.
@@ -499,13 +503,26 @@ func (q *Memory) tryClaim(home *shard, lease time.Duration) (s *shard, e *entry,
 			}
 		}
 	}
-	for i, j := 0, home.idx; i < n; i, j = i+1, j+1 {
+	// Items with IDs or keys of their own are all in shard 0. A claim
+	// that found its own shard empty and took from shard 0 makes the
+	// next few claims from its shard look there first (zeroFirst), so
+	// that a worker on another P does not lock its empty shard for each
+	// such item; its own shard is looked at first again after them.
+	start := home.idx
+	if start != 0 && home.zeroFirst.Load() > 0 {
+		home.zeroFirst.Add(-1)
+		start = 0
+	}
+	for i, j := 0, start; i < n; i, j = i+1, j+1 {
 		if j == n {
 			j = 0
 		}
 		s := q.shards[j]
 		s.mu.Lock()
 		if e, more, err := s.take(q.now(), lease); e != nil || err != nil {
+			if j == 0 && start != 0 && i > 0 {
+				home.zeroFirst.Store(zeroFirstRun)
+			}
 			return s, e, more, err
 		}
 	}

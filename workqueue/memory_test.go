@@ -669,3 +669,27 @@ func TestWithShardsBounds(t *testing.T) {
 		q.Close()
 	}
 }
+
+// TestClaimsLookInShardZeroFirstForAWhile: a worker on another P than
+// shard 0's, claiming items with IDs of their own (all in shard 0), looks
+// there before its own empty shard, but only for zeroFirstRun claims
+// after it last found its own shard empty.
+func TestClaimsLookInShardZeroFirstForAWhile(t *testing.T) {
+	f := newFixture(t, WithShards(2), withPick(func() int { return 1 }))
+	for i := range 2 * zeroFirstRun {
+		f.enqueue(item(fmt.Sprint("given-", i))) // to shard 0
+	}
+	f.ack(f.claim(time.Minute)) // its own shard empty: from shard 0
+	if n := f.shards[1].zeroFirst.Load(); n != zeroFirstRun {
+		t.Fatalf("zeroFirst %d after a claim from shard 0, want %d", n, zeroFirstRun)
+	}
+	f.enqueue(Item{Payload: []byte("own")}) // to shard 1
+	for i := range zeroFirstRun + 1 {
+		c := f.claim(time.Minute)
+		f.ack(c)
+		own := string(c.Payload) == "own"
+		if own != (i == zeroFirstRun) {
+			t.Fatalf("claim %d after the run began took %q: want shard 0's for %d claims, then its own", i, c.Payload, zeroFirstRun)
+		}
+	}
+}
