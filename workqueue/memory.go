@@ -26,8 +26,9 @@ import (
 // It keeps its items in shards, one per P (GOMAXPROCS), each with its own
 // lock, so that workers on different cores seldom touch the same memory.
 // An item with no key and no ID of its own goes to the shard of the P
-// that enqueued it, and a claim looks first in its own P's shard, then in
-// the others. Items with a key or an ID of their own all go to the first
+// that enqueued it, and a claim looks first in its own P's shard (or, for
+// a few claims after finding it empty, in the first), then in the
+// others. Items with a key or an ID of their own all go to the first
 // shard, which dedup and key order need in one place, with the rest of
 // their batch; so do the items a durable queue restores. Order is therefore
 // FIFO within a shard, and only roughly so across shards: a claim looks
