@@ -122,6 +122,18 @@ type counters struct {
 	enqueued, duplicates, claimed, done, retried, deadLettered, expired, requeued uint64
 }
 
+// add adds o's counts to c's.
+func (c *counters) add(o *counters) {
+	c.enqueued += o.enqueued
+	c.duplicates += o.duplicates
+	c.claimed += o.claimed
+	c.done += o.done
+	c.retried += o.retried
+	c.deadLettered += o.deadLettered
+	c.expired += o.expired
+	c.requeued += o.requeued
+}
+
 // NewMemory returns an empty in-memory queue.
 func NewMemory(opts ...Option) (*Memory, error) {
 	o, err := buildOptions(opts)
@@ -658,7 +670,7 @@ func (s *shard) promote(now mono) {
 // before taking the lock.
 func (q *Memory) held(c *Claim) (*shard, *entry, error) {
 	e := c.e
-	if e == nil || e.s == nil || e.s.q != q {
+	if e == nil || e.s.q != q {
 		return nil, nil, notHeld(*c)
 	}
 	s := e.s
@@ -844,7 +856,7 @@ func (q *Memory) Requeue(ctx context.Context, ids ...string) error {
 
 // requeueLocked is Requeue with every shard's lock held.
 func (q *Memory) requeueLocked(ids []string) (*commit, error) {
-	if err := q.shards[0].usable(); err != nil {
+	if err := q.usable(); err != nil {
 		return nil, err
 	}
 	home := make([]*shard, len(ids))
@@ -1011,6 +1023,7 @@ func (s Stats) Depth() int { return s.Ready + s.Delayed + s.Behind }
 // Stats returns a snapshot, after taking back expired leases.
 func (q *Memory) Stats() Stats {
 	var st Stats
+	var c counters
 	var lat, hand []*latency.Window
 	now := q.now()
 	for _, s := range q.shards {
@@ -1023,17 +1036,12 @@ func (q *Memory) Stats() Stats {
 		st.Behind += s.behind
 		st.InFlight += s.leases.len()
 		st.Dead += len(s.dead)
-		st.Enqueued += s.st.enqueued
-		st.Duplicates += s.st.duplicates
-		st.Claimed += s.st.claimed
-		st.Done += s.st.done
-		st.Retried += s.st.retried
-		st.DeadLettered += s.st.deadLettered
-		st.LeaseExpiries += s.st.expired
-		st.Requeued += s.st.requeued
+		c.add(&s.st)
 		s.mu.Unlock() // the windows take it
 		lat, hand = append(lat, s.latency), append(hand, s.handling)
 	}
+	st.Enqueued, st.Duplicates, st.Claimed, st.Done = c.enqueued, c.duplicates, c.claimed, c.done
+	st.Retried, st.DeadLettered, st.LeaseExpiries, st.Requeued = c.retried, c.deadLettered, c.expired, c.requeued
 	st.Latency, st.Handling = percentiles(lat), percentiles(hand)
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -663,8 +664,12 @@ func TestWithShardsBounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("WithShards(%d): %v", n, err)
 		}
-		if want := max(n, 1); n > 0 && len(q.shards) != want {
-			t.Errorf("WithShards(%d): %d shards", n, len(q.shards))
+		want := n
+		if n == 0 {
+			want = min(runtime.GOMAXPROCS(0), maxShards)
+		}
+		if len(q.shards) != want {
+			t.Errorf("WithShards(%d): %d shards, want %d", n, len(q.shards), want)
 		}
 		q.Close()
 	}
