@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"encoding/base32"
 	"math"
+	"math/bits"
 	"runtime"
 	"slices"
 	"strconv"
@@ -43,6 +44,7 @@ type Memory struct {
 	j      *journal      // the log, for a durable queue
 	epoch  uint64        // a durable queue's run
 	closed atomic.Bool
+	gen    atomic.Uint64 // IDs handed to shards to generate, idChunk at a time
 
 	wmu     sync.Mutex
 	waiters waiterList   // Claims blocked for want of items
@@ -65,9 +67,9 @@ type shard struct {
 	lastAt    mono      // the last Deadline converted, and what it came to:
 	lastTime  time.Time // the coarse clock makes many deadlines alike
 	token     uint64    // the last claim's: tokens step by len(shards)
-	generated uint64    // IDs generated so far, a multiple of idChunk
 	genIDs    string    // a chunk of generated IDs, used up to genOff
 	genOff    int
+	genLen    int // of each ID in genIDs
 	dead      map[string]*entry
 	free      []*entry
 	behind    int             // items behind an earlier one of their key
@@ -154,12 +156,11 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	for i := range n {
 		s := &shard{
 			q: q, idx: i,
-			ids:       make(map[string]*entry),
-			dead:      make(map[string]*entry),
-			keys:      make(map[string]*keyQueue),
-			groups:    make(map[string]*group),
-			token:     uint64(i),
-			generated: uint64(i) << shardIDShift,
+			ids:    make(map[string]*entry),
+			dead:   make(map[string]*entry),
+			keys:   make(map[string]*keyQueue),
+			groups: make(map[string]*group),
+			token:  uint64(i),
 		}
 		// Made here, and 128 bytes or more, so that no shard's slices
 		// share a cache line with another's.
@@ -179,9 +180,6 @@ const (
 	// maxShards bounds the shards, whatever GOMAXPROCS says: a claim
 	// that finds its own empty looks through them all.
 	maxShards = 64
-	// shardIDShift places a shard's index in its generated IDs' counter,
-	// so that shards never generate the same ID: 2^40 IDs a shard.
-	shardIDShift = 40
 	// starveAfter: a shard that has had nothing taken for this long is
 	// looked at first by the claims of the others, at most once each
 	// starveAfter, so that its items are claimed even while its own
@@ -242,18 +240,22 @@ func (s *shard) deadline(m mono) time.Time {
 	return s.lastTime
 }
 
-// nextID returns a new generated ID: the queue's prefix and a counter in
-// idDigits hex digits. They are made idChunk at a time into one string,
-// so that each costs no allocation of its own, by counting in place.
+// nextID returns a new generated ID: the queue's prefix and a count in
+// hex, two digits or more. They are made idChunk at a time into one
+// string, so that each costs no allocation of its own, by counting in
+// place; shards take their chunks from one count, so that no two
+// generate the same ID and the IDs stay short (15 bytes for the first
+// 16M items), for each is allocated, and allocation paces the GC.
 func (s *shard) nextID() string {
 	q := s.q
-	n := len(q.prefix) + idDigits
 	if s.genOff == len(s.genIDs) {
-		// A chunk starts at a multiple of 64, so its IDs differ only in
-		// their last two digits: lay out the first ID, double it up to
-		// the chunk with six copies, then write two digits per ID.
-		base := s.generated
-		s.generated += idChunk
+		// A chunk starts at a multiple of 64, so its IDs have as many
+		// digits (the count gains one at powers of 16) and differ only in
+		// their last two: lay out the first ID, double it up to the chunk
+		// with six copies, then write two digits per ID.
+		base := q.gen.Add(idChunk) - idChunk
+		digits := max(2, (bits.Len64(base+idChunk-1)+3)/4)
+		n := len(q.prefix) + digits
 		buf := make([]byte, idChunk*n)
 		copy(buf, q.prefix)
 		for k, v := n-1, base; k >= len(q.prefix); k-- {
@@ -269,12 +271,12 @@ func (s *shard) nextID() string {
 			buf[end-1] = hexDigits[j&15]
 			buf[end-2] = hexDigits[hi|j>>4]
 		}
-		s.genIDs, s.genOff = unsafe.String(&buf[0], len(buf)), 0 // buf is never written again
+		s.genIDs, s.genOff, s.genLen = unsafe.String(&buf[0], len(buf)), 0, n // buf is never written again
 	}
 	// An offset, not a shorter string: writing a pointer into the shard
 	// costs a write barrier while the GC marks.
-	id := s.genIDs[s.genOff : s.genOff+n]
-	s.genOff += n
+	id := s.genIDs[s.genOff : s.genOff+s.genLen]
+	s.genOff += s.genLen
 	return id
 }
 
@@ -283,10 +285,7 @@ const hexDigits = "0123456789abcdef"
 // maxFree bounds the entries kept for reuse.
 const maxFree = 4096
 
-const (
-	idDigits = 12 // 2^48 IDs per queue
-	idChunk  = 64 // a power of two from 16 to 256: see nextID
-)
+const idChunk = 64 // nextID's two last digits count to 256: 16 to 256, a power of two
 
 // Enqueue adds items, all or none: it checks every one first. Items
 // whose ID the queue holds, or given twice, are ignored after the first.
@@ -470,7 +469,7 @@ func (q *Memory) Claim(ctx context.Context, lease time.Duration) (c Claim, err e
 		}
 		s, e, more, err := q.tryClaim(home, lease)
 		if e != nil {
-			c = s.claimOf(e)
+			c.set(e, s.deadline(e.at))
 			s.mu.Unlock()
 		}
 		if err != nil || e != nil {
@@ -611,11 +610,14 @@ func (q *Memory) armAll() {
 	}
 }
 
-// claimOf is the Claim of e, just taken; s.mu held. It returns a value,
-// not a write through a pointer, so that the copy lands on the caller's
-// stack, which needs no write barriers while the GC marks.
-func (s *shard) claimOf(e *entry) Claim {
-	return Claim{Item: e.item, Token: e.token, Deadline: s.deadline(e.at), Failures: e.failures, Expiries: e.expiries, e: e}
+// set makes c the Claim of e, just taken, whose lease ends at deadline.
+// Inlined, it writes the caller's variable in place: a Claim built apart
+// and then copied cost a stalled copy, whose loads came before the
+// stores of the fields were done. A Claim on the stack needs no write
+// barriers.
+func (c *Claim) set(e *entry, deadline time.Time) {
+	c.Item, c.Token, c.Deadline = e.item, e.token, deadline
+	c.Failures, c.Expiries, c.e = e.failures, e.expiries, e
 }
 
 // takeLocked claims the next ready item, if there is one.

@@ -74,7 +74,8 @@ func (f *fixture) tryClaim(lease time.Duration) (Claim, bool) {
 	if e == nil {
 		return Claim{}, false
 	}
-	c := s.claimOf(e)
+	var c Claim
+	c.set(e, s.deadline(e.at))
 	s.mu.Unlock()
 	return c, true
 }
@@ -156,8 +157,9 @@ func TestGeneratedIDs(t *testing.T) {
 		if c.ID == "" || seen[c.ID] {
 			t.Fatalf("ID %q empty or seen", c.ID)
 		}
-		// The queue's prefix and the count so far, in 12 hex digits.
-		if want := fmt.Sprintf("%s%012x", f.prefix, i); c.ID != want {
+		// The queue's prefix and the count so far, in two hex digits or
+		// more (three from 256).
+		if want := fmt.Sprintf("%s%02x", f.prefix, i); c.ID != want {
 			t.Fatalf("ID %d is %q, want %q", i, c.ID, want)
 		}
 		seen[c.ID] = true
@@ -167,16 +169,33 @@ func TestGeneratedIDs(t *testing.T) {
 	if err := f.Enqueue(context.Background(), Item{ID: f.nextIDForTest(), Payload: []byte("x")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "prefix") {
 		t.Fatalf("Enqueue with a generated-looking ID: %v", err)
 	}
-	// Each shard counts in its own range.
+	// Each shard takes its own chunk of the count, in turn.
 	turn := 0
 	h := newFixture(t, WithShards(2), withPick(func() int { turn++; return turn / 2 }))
+	next := map[int]int{} // by shard: the next ID's count
 	for i := range 4 {
 		h.enqueue(Item{Payload: []byte("x")})
 		c := h.claim(time.Minute)
-		if want := fmt.Sprintf("%s%02x%010x", h.prefix, c.e.s.idx, i/2); c.ID != want {
+		idx := c.e.s.idx
+		if _, ok := next[idx]; !ok {
+			next[idx] = len(next) * idChunk
+		}
+		if want := fmt.Sprintf("%s%02x", h.prefix, next[idx]); c.ID != want {
 			t.Fatalf("ID %d is %q, want %q", i, c.ID, want)
 		}
+		next[idx]++
 		h.ack(c)
+	}
+	if len(next) != 2 {
+		t.Fatalf("items went to shards %v, want both", next)
+	}
+	// At a power of 16, which starts a chunk, the IDs gain a digit.
+	k := newFixture(t, WithShards(1))
+	k.gen.Store(1<<16 - idChunk)
+	for i := range 2 * idChunk {
+		if got, want := k.nextIDForTest(), fmt.Sprintf("%s%x", k.prefix, 1<<16-idChunk+i); got != want {
+			t.Fatalf("ID %d past 0x%x is %q, want %q", i, 1<<16-idChunk, got, want)
+		}
 	}
 	// Another queue's IDs differ too.
 	g := newFixture(t)
