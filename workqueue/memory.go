@@ -78,8 +78,10 @@ type shard struct {
 	probeAt   atomic.Int64    // mono: when a claim from here next looks for starving shards
 	zeroFirst atomic.Int32    // claims from here to look in shard 0 first: see tryClaim
 	latency   *latency.Window // enqueue to ack
+	sampled   mono            // when Ack last recorded latencies
 	handling  *latency.Window // claim to ack
 	st        counters
+	_         [56]byte // to 448 bytes, a multiple of 64: shards share no cache line
 }
 
 // entry is the queue's record of one item.
@@ -295,16 +297,23 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 	}
 	// Items with a key or an ID of their own go to the first shard,
 	// where dedup and key order need them all; the rest to the caller's.
-	s := (*shard)(nil)
+	s, total := (*shard)(nil), 0
 	for i := range items {
-		if err := q.checkItem(i, &items[i]); err != nil {
-			return err
+		it := &items[i]
+		// A plain item, the common one, passes here without a call: a
+		// payload within the limit, and no ID, key or NotBefore. (The
+		// calls cost 5% of the time of a fast queue.)
+		if n := len(it.Payload); n == 0 || n > q.o.maxPayload || it.ID != "" || it.Key != "" || !it.NotBefore.IsZero() {
+			if err := q.checkItem(i, it); err != nil {
+				return err
+			}
+			if it.ID != "" || it.Key != "" {
+				s = q.shards[0]
+			}
 		}
-		if items[i].ID != "" || items[i].Key != "" {
-			s = q.shards[0]
-		}
+		total += it.logSize()
 	}
-	if err := checkBatch(items, maxRecord); err != nil {
+	if err := checkBatchSize(len(items), total, maxRecord); err != nil {
 		return err
 	}
 	if s == nil {
@@ -708,11 +717,18 @@ func (q *Memory) Ack(ctx context.Context, c Claim) error {
 		return err
 	}
 	s.st.done++
-	now := q.now()
-	if e.enq != unknownTime {
-		s.latency.AddLocked(time.Duration(now - e.enq))
+	// Latencies are recorded for at most one ack a tick of the coarse
+	// clock (about a millisecond) in each shard: recording each cost 5%
+	// of the time of a fast queue. A sample by time is unbiased, and at
+	// under a thousand acks a second per shard it is every ack. (A fake
+	// clock does not tick: on one, each is recorded.)
+	if now := q.now(); now != s.sampled || q.coarse == nil {
+		s.sampled = now
+		if e.enq != unknownTime {
+			s.latency.AddLocked(time.Duration(now - e.enq))
+		}
+		s.handling.AddLocked(time.Duration(now - e.claimed))
 	}
-	s.handling.AddLocked(time.Duration(now - e.claimed))
 	var g *commit
 	if q.j != nil {
 		g = q.j.add(record{kind: recAck, id: e.item.ID})
@@ -992,8 +1008,10 @@ type Stats struct {
 	// were retried, DeadLettered items that became dead letters,
 	// LeaseExpiries leases that ran out, Requeued dead letters put back.
 	Claimed, Done, Retried, DeadLettered, LeaseExpiries, Requeued uint64
-	// Latency is the time from enqueue to ack of recent items (the last
-	// one to two thousand), Handling from the last claim to the ack.
+	// Latency is the time from enqueue to ack of recent items, Handling
+	// from the last claim to the ack: of the last one to two thousand
+	// recorded in each shard, which is each item while acks come slower
+	// than one a millisecond per shard, and one a millisecond when faster.
 	Latency, Handling Percentiles
 }
 

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/distkit/distkit/internal/clock"
+	"github.com/distkit/distkit/internal/latency"
 	"go.uber.org/goleak"
 )
 
@@ -217,6 +219,10 @@ func TestBadInput(t *testing.T) {
 		{[]Item{{ID: "big", Payload: make([]byte, 9)}}, "payload of 9 bytes, over the limit of 8"},
 		{[]Item{{ID: long, Payload: []byte("x")}}, "ID of 257 bytes"},
 		{[]Item{{ID: "k", Key: long, Payload: []byte("x")}}, "key of 257 bytes"},
+		// Items with no ID, key or NotBefore are checked apart.
+		{[]Item{{Payload: []byte("x")}, {}}, "item 1 (\"\"): empty payload"},
+		{[]Item{{Payload: make([]byte, 9)}}, "item 0 (\"\"): payload of 9 bytes, over the limit of 8"},
+		{[]Item{{Payload: []byte("x"), NotBefore: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)}}, "want a year from 1700 to 2200"},
 	} {
 		err := f.Enqueue(ctx, tc.items...)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
@@ -643,6 +649,43 @@ func TestLatencyStats(t *testing.T) {
 	}
 }
 
+// On the real clock, Ack records latencies for at most one ack a tick
+// of the coarse clock in each shard, and for the first.
+func TestLatencySampledByTime(t *testing.T) {
+	q, err := NewMemory(WithShards(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	const n = 5000
+	start := time.Now()
+	for range n {
+		if err := q.Enqueue(ctx, Item{Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := q.Claim(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Ack(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ticks := int(time.Since(start)/clock.CoarseTick) + 2
+	if ticks >= n {
+		t.Skipf("%d acks took %v: too slow to tell a sample from all", n, time.Since(start))
+	}
+	for _, w := range []*latency.Window{q.shards[0].latency, q.shards[0].handling} {
+		if _, got := w.Quantiles(0.5); got < 1 || got > ticks {
+			t.Fatalf("%d latencies recorded for %d acks in %v, want 1 to %d", got, n, time.Since(start), ticks)
+		}
+	}
+	if s := q.Stats(); s.Done != n {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
 // TestShardsDoNotStarve: items in a shard whose own workers are busy, or
 // absent, are claimed by the others within about starveAfter, while
 // each shard's own items go first, in order, until then.
@@ -715,5 +758,19 @@ func TestClaimsLookInShardZeroFirstForAWhile(t *testing.T) {
 		if own != (i == zeroFirstRun) {
 			t.Fatalf("claim %d after the run began took %q: want shard 0's for %d claims, then its own", i, c.Payload, zeroFirstRun)
 		}
+	}
+}
+
+// Shards and entries are padded so that those of different shards share
+// no cache line (see their types): a field added must keep it so.
+func TestCacheLinePadding(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the padding is sized for 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(shard{}); n%64 != 0 {
+		t.Errorf("a shard is %d bytes, not a multiple of 64: adjust its padding", n)
+	}
+	if n := unsafe.Sizeof(entry{}); n <= 192 || n > 256 {
+		t.Errorf("an entry is %d bytes, not in (192, 256], the allocator's 256-byte class: adjust its padding", n)
 	}
 }

@@ -176,10 +176,18 @@ func (o *options) check(i int, it *Item) error {
 func checkBatch(items []Item, limit int) error {
 	total := 0
 	for i := range items {
-		total += len(items[i].Payload) + len(items[i].ID) + len(items[i].Key) + 64
+		total += items[i].logSize()
 	}
+	return checkBatchSize(len(items), total, limit)
+}
+
+// logSize bounds what the item takes in the log.
+func (it *Item) logSize() int { return len(it.Payload) + len(it.ID) + len(it.Key) + 64 }
+
+// checkBatchSize is checkBatch for n items of total logSize.
+func checkBatchSize(n, total, limit int) error {
 	if total > limit {
-		return invalid("%d items of %d bytes in all, over the %d one call may add: split the batch", len(items), total, limit)
+		return invalid("%d items of %d bytes in all, over the %d one call may add: split the batch", n, total, limit)
 	}
 	return nil
 }

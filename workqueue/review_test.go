@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,15 @@ func TestBatchLimit(t *testing.T) {
 	f := newFixture(t)
 	if err := f.Enqueue(context.Background(), Item{Payload: []byte("x"), NotBefore: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("NotBefore in the year 3000: %v", err)
+	}
+	// Enqueue sums a batch of plain items itself: three payloads of half
+	// the limit, in one array that is never touched, so costs no memory.
+	if strconv.IntSize == 64 {
+		big := make([]byte, maxRecord/2)
+		g := newFixture(t, WithMaxPayload(maxRecord/2))
+		if err := g.Enqueue(context.Background(), Item{Payload: big}, Item{Payload: big}, Item{Payload: big}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "split the batch") {
+			t.Fatalf("Enqueue of 1.5 GiB: %v", err)
+		}
 	}
 }
 

@@ -28,7 +28,8 @@ type Coarse struct {
 }
 
 const (
-	coarseTick = time.Millisecond
+	// CoarseTick is how often a Coarse clock's reading is refreshed.
+	CoarseTick = time.Millisecond
 	idleTicks  = 100
 )
 
@@ -66,7 +67,7 @@ func (c *Coarse) start() time.Duration {
 
 func (c *Coarse) refresh() {
 	defer c.wg.Done()
-	t := time.NewTicker(coarseTick)
+	t := time.NewTicker(CoarseTick)
 	defer t.Stop()
 	idle := 0
 	for {
