@@ -244,42 +244,47 @@ func (s *shard) deadline(m mono) time.Time {
 
 // nextID returns a new generated ID: the queue's prefix and a count in
 // hex, two digits or more. They are made idChunk at a time into one
-// string, so that each costs no allocation of its own, by counting in
-// place; shards take their chunks from one count, so that no two
-// generate the same ID and the IDs stay short (15 bytes for the first
-// 16M items), for each is allocated, and allocation paces the GC.
+// string (refillIDs), so that each costs no allocation of its own;
+// shards take their chunks from one count, so that no two generate the
+// same ID and the IDs stay short (15 bytes for the first 16M items), for
+// each is allocated, and allocation paces the GC. Small enough to inline.
 func (s *shard) nextID() string {
-	q := s.q
 	if s.genOff == len(s.genIDs) {
-		// A chunk starts at a multiple of 64, so its IDs have as many
-		// digits (the count gains one at powers of 16) and differ only in
-		// their last two: lay out the first ID, double it up to the chunk
-		// with six copies, then write two digits per ID.
-		base := q.gen.Add(idChunk) - idChunk
-		digits := max(2, (bits.Len64(base+idChunk-1)+3)/4)
-		n := len(q.prefix) + digits
-		buf := make([]byte, idChunk*n)
-		copy(buf, q.prefix)
-		for k, v := n-1, base; k >= len(q.prefix); k-- {
-			buf[k] = hexDigits[v&15]
-			v >>= 4
-		}
-		for m := n; m < len(buf); m *= 2 {
-			copy(buf[m:], buf[:m])
-		}
-		hi := base >> 4 & 15 // 0, 4, 8 or 12: room for j>>4
-		for j := range uint64(idChunk) {
-			end := int(j+1) * n
-			buf[end-1] = hexDigits[j&15]
-			buf[end-2] = hexDigits[hi|j>>4]
-		}
-		s.genIDs, s.genOff, s.genLen = unsafe.String(&buf[0], len(buf)), 0, n // buf is never written again
+		s.refillIDs()
 	}
 	// An offset, not a shorter string: writing a pointer into the shard
 	// costs a write barrier while the GC marks.
-	id := s.genIDs[s.genOff : s.genOff+s.genLen]
+	off := s.genOff
 	s.genOff += s.genLen
-	return id
+	return s.genIDs[off:s.genOff]
+}
+
+// refillIDs makes the next chunk of generated IDs. A chunk starts at a
+// multiple of 64, so its IDs have as many digits (the count gains one at
+// powers of 16) and differ only in their last two: it lays out the first
+// ID, doubles it up to the chunk with six copies, then writes two digits
+// per ID.
+func (s *shard) refillIDs() {
+	q := s.q
+	base := q.gen.Add(idChunk) - idChunk
+	digits := max(2, (bits.Len64(base+idChunk-1)+3)/4)
+	n := len(q.prefix) + digits
+	buf := make([]byte, idChunk*n)
+	copy(buf, q.prefix)
+	for k, v := n-1, base; k >= len(q.prefix); k-- {
+		buf[k] = hexDigits[v&15]
+		v >>= 4
+	}
+	for m := n; m < len(buf); m *= 2 {
+		copy(buf[m:], buf[:m])
+	}
+	hi := base >> 4 & 15 // 0, 4, 8 or 12: room for j>>4
+	for j := range uint64(idChunk) {
+		end := int(j+1) * n
+		buf[end-1] = hexDigits[j&15]
+		buf[end-2] = hexDigits[hi|j>>4]
+	}
+	s.genIDs, s.genOff, s.genLen = unsafe.String(&buf[0], len(buf)), 0, n // buf is never written again
 }
 
 const hexDigits = "0123456789abcdef"

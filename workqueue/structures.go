@@ -68,7 +68,7 @@ func (h *entryHeap) remove(e *entry) {
 		s[i].idx = i
 	}
 	s[last] = nil
-	*h = s[:last]
+	*h = (*h)[:last] // not s[:last]: a slice of itself writes no pointer, so no barrier
 	if i != last {
 		h.fix(s[i])
 	}
