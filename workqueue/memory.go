@@ -44,7 +44,12 @@ type Memory struct {
 	j      *journal      // the log, for a durable queue
 	epoch  uint64        // a durable queue's run
 	closed atomic.Bool
-	gen    atomic.Uint64 // IDs handed to shards to generate, idChunk at a time
+	// gen counts the IDs handed to shards to generate, idChunk at a time.
+	// Padded: each add would take the line of the fields above, which
+	// every call reads, from the other cores.
+	_   [64]byte
+	gen atomic.Uint64
+	_   [56]byte
 
 	wmu     sync.Mutex
 	waiters waiterList   // Claims blocked for want of items
@@ -53,35 +58,38 @@ type Memory struct {
 
 // shard holds some of a Memory's items under its own lock.
 type shard struct {
-	q         *Memory
-	idx       int
-	mu        sync.Mutex
-	ids       map[string]*entry // items with given IDs, by ID
-	ready     ring              // claimable now, in order
-	delayed   entryHeap         // waiting for their time: not-before or backoff
-	leases    entryHeap         // claimed, by deadline
-	keys      map[string]*keyQueue
-	groups    map[string]*group // joins and reduces whose result comes here
-	timer     clock.Timer
-	timerAt   mono
-	lastAt    mono      // the last Deadline converted, and what it came to:
-	lastTime  time.Time // the coarse clock makes many deadlines alike
-	token     uint64    // the last claim's: tokens step by len(shards)
-	genIDs    string    // a chunk of generated IDs, used up to genOff
-	genOff    int
-	genLen    int // of each ID in genIDs
-	dead      map[string]*entry
-	free      []*entry
-	behind    int             // items behind an earlier one of their key
-	seq       uint64          // items placed, for their order
-	takenAt   atomic.Int64    // mono: when an item was last taken, to the coarse clock's tick
-	probeAt   atomic.Int64    // mono: when a claim from here next looks for starving shards
-	zeroFirst atomic.Int32    // claims from here to look in shard 0 first: see tryClaim
-	latency   *latency.Window // enqueue to ack
-	sampled   mono            // when Ack last recorded latencies
-	handling  *latency.Window // claim to ack
-	st        counters
-	_         [56]byte // to 448 bytes, a multiple of 64: shards share no cache line
+	q          *Memory
+	idx        int
+	mu         sync.Mutex
+	ids        map[string]*entry // items with given IDs, by ID
+	ready      ring              // claimable now, in order
+	delayed    entryHeap         // waiting for their time: not-before or backoff
+	leases     entryHeap         // claimed, by deadline
+	keys       map[string]*keyQueue
+	groups     map[string]*group // joins and reduces whose result comes here
+	timer      clock.Timer
+	timerAt    mono
+	lastAt     mono      // the last Deadline converted, and what it came to:
+	lastTime   time.Time // the coarse clock makes many deadlines alike
+	token      uint64    // the last claim's: tokens step by len(shards)
+	genIDs     string    // a chunk of generated IDs, used up to genOff
+	genOff     int
+	genLen     int // of each ID in genIDs
+	dead       map[string]*entry
+	free       []*entry
+	behind     int             // items behind an earlier one of their key
+	seq        uint64          // items placed, for their order
+	takenAt    atomic.Int64    // mono: when an item was last taken, to the coarse clock's tick
+	probeAt    atomic.Int64    // mono: when a claim from here next looks for starving shards
+	zeroFirst  atomic.Int32    // claims from here to look in shard 0 first: see tryClaim
+	latency    *latency.Window // enqueue to ack
+	sampleMask uint64          // Ack records latencies for one ack in sampleMask+1
+	sampleRand uint64          // xorshift state: which acks
+	sampleN    int             // latencies recorded since sampleAt
+	sampleAt   mono
+	handling   *latency.Window // claim to ack
+	st         counters
+	_          [32]byte // to 448 bytes, a multiple of 64: shards share no cache line
 }
 
 // entry is the queue's record of one item.
@@ -163,6 +171,8 @@ func NewMemory(opts ...Option) (*Memory, error) {
 			keys:   make(map[string]*keyQueue),
 			groups: make(map[string]*group),
 			token:  uint64(i),
+			// Any seed but 0; the same each run is fine.
+			sampleRand: uint64(i+1) * 0x9e3779b97f4a7c15,
 		}
 		// Made here, and 128 bytes or more, so that no shard's slices
 		// share a cache line with another's.
@@ -247,7 +257,7 @@ func (s *shard) deadline(m mono) time.Time {
 // string (refillIDs), so that each costs no allocation of its own;
 // shards take their chunks from one count, so that no two generate the
 // same ID and the IDs stay short (15 bytes for the first 16M items), for
-// each is allocated, and allocation paces the GC. Small enough to inline.
+// each is allocated, and allocation paces the GC.
 func (s *shard) nextID() string {
 	if s.genOff == len(s.genIDs) {
 		s.refillIDs()
@@ -302,7 +312,7 @@ func (q *Memory) Enqueue(ctx context.Context, items ...Item) error {
 	}
 	// Items with a key or an ID of their own go to the first shard,
 	// where dedup and key order need them all; the rest to the caller's.
-	s, total := (*shard)(nil), 0
+	s, total := (*shard)(nil), int64(0)
 	for i := range items {
 		it := &items[i]
 		// A plain item, the common one, passes here without a call: a
@@ -464,6 +474,43 @@ func (s *shard) newEntry(it *Item, id string) *entry {
 		e.next = nil
 	}
 	return e
+}
+
+// Latencies are sampled so that a window of them (the last 1024 to 2048)
+// spans about a second or more in each shard: every ack while a shard
+// acks fewer than about a thousand items a second, and a random one in
+// up to maxSampleEvery when it acks more. A random sample is unbiased; a
+// sample by time (the first ack in each millisecond) favoured the acks
+// that ended a quiet spell, the slow ones.
+const (
+	sampleWindow   = 1024 // samples to a window: as many as latency.Window keeps at least
+	maxSampleEvery = 64   // a power of two
+)
+
+// random returns the next of s's pseudo-random numbers; s.mu held.
+func (s *shard) random() uint64 {
+	x := s.sampleRand // xorshift64
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	s.sampleRand = x
+	return x
+}
+
+// sampled counts a recorded latency, and every sampleWindow of them
+// samples more or fewer acks, so that a window spans one to four seconds
+// where it can; s.mu held.
+func (s *shard) sampled(now mono) {
+	if s.sampleN++; s.sampleN < sampleWindow {
+		return
+	}
+	switch span := time.Duration(now - s.sampleAt); {
+	case span < time.Second && s.sampleMask < maxSampleEvery-1:
+		s.sampleMask = s.sampleMask<<1 | 1
+	case span > 4*time.Second && s.sampleMask > 0:
+		s.sampleMask >>= 1
+	}
+	s.sampleN, s.sampleAt = 0, now
 }
 
 // Claim takes the next claimable item, leasing it for lease, and blocks
@@ -722,17 +769,15 @@ func (q *Memory) Ack(ctx context.Context, c Claim) error {
 		return err
 	}
 	s.st.done++
-	// Latencies are recorded for at most one ack a tick of the coarse
-	// clock (about a millisecond) in each shard: recording each cost 5%
-	// of the time of a fast queue. A sample by time is unbiased, and at
-	// under a thousand acks a second per shard it is every ack. (A fake
-	// clock does not tick: on one, each is recorded.)
-	if now := q.now(); now != s.sampled || q.coarse == nil {
-		s.sampled = now
+	// Latencies are recorded for a random one ack in 2^k (see sample):
+	// recording each cost 5% of the time of a fast queue.
+	if s.sampleMask == 0 || s.random()&s.sampleMask == 0 {
+		now := q.now()
 		if e.enq != unknownTime {
 			s.latency.AddLocked(time.Duration(now - e.enq))
 		}
 		s.handling.AddLocked(time.Duration(now - e.claimed))
+		s.sampled(now)
 	}
 	var g *commit
 	if q.j != nil {
@@ -1015,8 +1060,9 @@ type Stats struct {
 	Claimed, Done, Retried, DeadLettered, LeaseExpiries, Requeued uint64
 	// Latency is the time from enqueue to ack of recent items, Handling
 	// from the last claim to the ack: of the last one to two thousand
-	// recorded in each shard, which is each item while acks come slower
-	// than one a millisecond per shard, and one a millisecond when faster.
+	// recorded in each shard, which is every item while a shard acks
+	// fewer than about a thousand a second, and a random one in up to 64
+	// when it acks more.
 	Latency, Handling Percentiles
 }
 

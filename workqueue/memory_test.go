@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"github.com/distkit/distkit/internal/clock"
-	"github.com/distkit/distkit/internal/latency"
 	"go.uber.org/goleak"
 )
 
@@ -649,40 +648,73 @@ func TestLatencyStats(t *testing.T) {
 	}
 }
 
-// On the real clock, Ack records latencies for at most one ack a tick
-// of the coarse clock in each shard, and for the first.
-func TestLatencySampledByTime(t *testing.T) {
+// Ack samples latencies at random once a shard acks fast: one in two,
+// four, and so on, until 1024 samples span a second; and samples more
+// again when they span more than four.
+func TestLatencySampling(t *testing.T) {
+	f := newFixture(t, WithShards(1))
+	s := f.shards[0]
+	// One item in five takes 2 ms (on the fake clock), the rest none: 1024
+	// acks span 410 ms, 2048 820 ms, 4096 1.6 s, so one in four is kept.
+	for range 4000 {
+		for j := range 5 {
+			f.enqueue(Item{Payload: []byte("x")})
+			c := f.claim(time.Minute)
+			if j == 0 {
+				f.clk.Advance(2 * time.Millisecond)
+			}
+			f.ack(c)
+		}
+	}
+	if s.sampleMask != 3 {
+		t.Fatalf("one ack in %d sampled, want 4", s.sampleMask+1)
+	}
+	// The sample is not biased towards the slow: 80% took no time.
+	if st := f.Stats(); st.Handling.P50 != 0 || st.Handling.P90 < 1900*time.Microsecond || st.Handling.P90 > 2100*time.Microsecond {
+		t.Fatalf("handling %+v, want P50 0 and P90 2 ms", st.Handling)
+	}
+	// Slow acks, 10 ms apart: each window spans over four seconds, and
+	// the sampling halves until it keeps each ack.
+	for range 3 * sampleWindow * 4 {
+		f.enqueue(Item{Payload: []byte("x")})
+		c := f.claim(time.Minute)
+		f.clk.Advance(10 * time.Millisecond)
+		f.ack(c)
+		if s.sampleMask == 0 {
+			return
+		}
+	}
+	t.Fatalf("one ack in %d sampled after slow acks, want each", s.sampleMask+1)
+}
+
+// A quiet spell before an ack does not make it likelier to be recorded.
+// (The first ack after each tick of the coarse clock was, once.)
+func TestLatencySampleIsNotBiasedByGaps(t *testing.T) {
 	q, err := NewMemory(WithShards(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
 	ctx := context.Background()
-	const n = 5000
-	start := time.Now()
-	for range n {
-		if err := q.Enqueue(ctx, Item{Payload: []byte("x")}); err != nil {
-			t.Fatal(err)
-		}
-		c, err := q.Claim(ctx, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Ack(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ticks := int(time.Since(start)/clock.CoarseTick) + 2
-	if ticks >= n {
-		t.Skipf("%d acks took %v: too slow to tell a sample from all", n, time.Since(start))
-	}
-	for _, w := range []*latency.Window{q.shards[0].latency, q.shards[0].handling} {
-		if _, got := w.Quantiles(0.5); got < 1 || got > ticks {
-			t.Fatalf("%d latencies recorded for %d acks in %v, want 1 to %d", got, n, time.Since(start), ticks)
+	for range 100 {
+		for j := range 5 {
+			if err := q.Enqueue(ctx, Item{Payload: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := q.Claim(ctx, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j == 0 {
+				time.Sleep(2 * time.Millisecond)
+			}
+			if err := q.Ack(ctx, c); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if s := q.Stats(); s.Done != n {
-		t.Fatalf("stats %+v", s)
+	if st := q.Stats(); st.Handling.P50 >= time.Millisecond {
+		t.Fatalf("handling %+v: four in five items took no time, want P50 under 1 ms", st.Handling)
 	}
 }
 

@@ -174,19 +174,22 @@ func (o *options) check(i int, it *Item) error {
 // checkBatch bounds what one operation logs: a record over maxRecord
 // would read back as a torn tail.
 func checkBatch(items []Item, limit int) error {
-	total := 0
+	var total int64
 	for i := range items {
 		total += items[i].logSize()
 	}
 	return checkBatchSize(len(items), total, limit)
 }
 
-// logSize bounds what the item takes in the log.
-func (it *Item) logSize() int { return len(it.Payload) + len(it.ID) + len(it.Key) + 64 }
+// logSize bounds what the item takes in the log. In an int64: a batch of
+// items that share one payload could overflow a 32-bit int.
+func (it *Item) logSize() int64 {
+	return int64(len(it.Payload)) + int64(len(it.ID)) + int64(len(it.Key)) + 64
+}
 
 // checkBatchSize is checkBatch for n items of total logSize.
-func checkBatchSize(n, total, limit int) error {
-	if total > limit {
+func checkBatchSize(n int, total int64, limit int) error {
+	if total > int64(limit) {
 		return invalid("%d items of %d bytes in all, over the %d one call may add: split the batch", n, total, limit)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,14 +51,15 @@ func TestBatchLimit(t *testing.T) {
 	if err := f.Enqueue(context.Background(), Item{Payload: []byte("x"), NotBefore: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("NotBefore in the year 3000: %v", err)
 	}
-	// Enqueue sums a batch of plain items itself: three payloads of half
-	// the limit, in one array that is never touched, so costs no memory.
-	if strconv.IntSize == 64 {
-		big := make([]byte, maxRecord/2)
-		g := newFixture(t, WithMaxPayload(maxRecord/2))
-		if err := g.Enqueue(context.Background(), Item{Payload: big}, Item{Payload: big}, Item{Payload: big}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "split the batch") {
-			t.Fatalf("Enqueue of 1.5 GiB: %v", err)
-		}
+	// Enqueue sums a batch of plain items itself: 2100 items sharing one
+	// 1 MiB payload, 2.2 GB in all, which overflows a 32-bit int.
+	big := make([]byte, 1<<20)
+	items = make([]Item, 2100)
+	for i := range items {
+		items[i].Payload = big
+	}
+	if err := f.Enqueue(context.Background(), items...); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "split the batch") {
+		t.Fatalf("Enqueue of 2.2 GB: %v", err)
 	}
 }
 
