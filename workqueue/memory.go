@@ -477,19 +477,19 @@ func (s *shard) newEntry(it *Item, id string) *entry {
 }
 
 // Latencies are sampled so that a window of them (the last 1024 to 2048)
-// spans about a second or more in each shard: every ack while a shard
-// acks fewer than about a thousand items a second, and a random one in
-// up to maxSampleEvery when it acks more. A random sample is unbiased; a
+// spans a second or more in each shard: every ack while a shard acks
+// fewer than about a thousand items a second, and a random one in up to
+// maxSampleEvery when it acks more. A random sample is unbiased; a
 // sample by time (the first ack in each millisecond) favoured the acks
 // that ended a quiet spell, the slow ones.
 const (
-	sampleWindow   = 1024 // samples to a window: as many as latency.Window keeps at least
+	sampleWindow   = 1024 // samples a second at most: as many as latency.Window keeps at least
 	maxSampleEvery = 64   // a power of two
 )
 
 // random returns the next of s's pseudo-random numbers; s.mu held.
 func (s *shard) random() uint64 {
-	x := s.sampleRand // xorshift64
+	x := s.sampleRand // xorshift64: never 0 from a seed that is not
 	x ^= x << 13
 	x ^= x >> 7
 	x ^= x << 17
@@ -497,20 +497,24 @@ func (s *shard) random() uint64 {
 	return x
 }
 
-// sampled counts a recorded latency, and every sampleWindow of them
-// samples more or fewer acks, so that a window spans one to four seconds
-// where it can; s.mu held.
+// sampled counts a recorded latency and, every sampleWindow of them or
+// four seconds, sets how many acks to sample from the rate they came
+// at, in one step, so that a burst's sparse sampling ends with it; s.mu
+// held.
 func (s *shard) sampled(now mono) {
-	if s.sampleN++; s.sampleN < sampleWindow {
+	s.sampleN++
+	span := time.Duration(now - s.sampleAt)
+	if s.sampleN < sampleWindow && span <= 4*time.Second {
 		return
 	}
-	switch span := time.Duration(now - s.sampleAt); {
-	case span < time.Second && s.sampleMask < maxSampleEvery-1:
-		s.sampleMask = s.sampleMask<<1 | 1
-	case span > 4*time.Second && s.sampleMask > 0:
-		s.sampleMask >>= 1
+	mask := uint64(maxSampleEvery - 1) // no time passed: as fast as can be
+	if span > 0 {
+		perSecond := float64(s.sampleN) * float64(s.sampleMask+1) / span.Seconds()
+		for mask = 0; mask < maxSampleEvery-1 && perSecond > float64(sampleWindow*(mask+1)); {
+			mask = mask<<1 | 1
+		}
 	}
-	s.sampleN, s.sampleAt = 0, now
+	s.sampleMask, s.sampleN, s.sampleAt = mask, 0, now
 }
 
 // Claim takes the next claimable item, leasing it for lease, and blocks
@@ -769,8 +773,8 @@ func (q *Memory) Ack(ctx context.Context, c Claim) error {
 		return err
 	}
 	s.st.done++
-	// Latencies are recorded for a random one ack in 2^k (see sample):
-	// recording each cost 5% of the time of a fast queue.
+	// Latencies are recorded for a random one ack in 2^k (see
+	// sampleWindow): recording each cost 5% of the time of a fast queue.
 	if s.sampleMask == 0 || s.random()&s.sampleMask == 0 {
 		now := q.now()
 		if e.enq != unknownTime {

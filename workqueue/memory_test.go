@@ -649,8 +649,8 @@ func TestLatencyStats(t *testing.T) {
 }
 
 // Ack samples latencies at random once a shard acks fast: one in two,
-// four, and so on, until 1024 samples span a second; and samples more
-// again when they span more than four.
+// four, and so on, so that 1024 samples span a second; and samples more
+// again as soon as acks slow down.
 func TestLatencySampling(t *testing.T) {
 	f := newFixture(t, WithShards(1))
 	s := f.shards[0]
@@ -673,18 +673,30 @@ func TestLatencySampling(t *testing.T) {
 	if st := f.Stats(); st.Handling.P50 != 0 || st.Handling.P90 < 1900*time.Microsecond || st.Handling.P90 > 2100*time.Microsecond {
 		t.Fatalf("handling %+v, want P50 0 and P90 2 ms", st.Handling)
 	}
-	// Slow acks, 10 ms apart: each window spans over four seconds, and
-	// the sampling halves until it keeps each ack.
-	for range 3 * sampleWindow * 4 {
+	// A burst with no time passing samples as sparsely as it can...
+	cycle := func() {
 		f.enqueue(Item{Payload: []byte("x")})
-		c := f.claim(time.Minute)
-		f.clk.Advance(10 * time.Millisecond)
-		f.ack(c)
+		f.ack(f.claim(time.Minute))
+	}
+	for range 100 * sampleWindow {
+		cycle()
+	}
+	if s.sampleMask != maxSampleEvery-1 {
+		t.Fatalf("one ack in %d sampled in a burst, want %d", s.sampleMask+1, maxSampleEvery)
+	}
+	// ...and ten acks a second after it are each sampled again within
+	// the first sample and four seconds: 64 acks and 40 more.
+	for i := range 200 {
+		f.clk.Advance(100 * time.Millisecond)
+		cycle()
 		if s.sampleMask == 0 {
+			if i > maxSampleEvery+50 {
+				t.Fatalf("each ack sampled again only after %d slow acks", i+1)
+			}
 			return
 		}
 	}
-	t.Fatalf("one ack in %d sampled after slow acks, want each", s.sampleMask+1)
+	t.Fatalf("one ack in %d sampled after 200 slow acks, want each", s.sampleMask+1)
 }
 
 // A quiet spell before an ack does not make it likelier to be recorded.
