@@ -1,0 +1,23 @@
+// Package ambassador is a client-side proxy: the ambassador pattern
+// (Designing Distributed Systems, ch. 3) and replicated, load-balanced
+// services (ch. 5). It stands beside a client and hides where a service
+// really is: it picks a backend for each request by a Policy, forwards
+// the request, and keeps per-backend stats that the policies read.
+//
+// One routing core (Router) serves two front ends:
+//   - Router.Transport, an http.RoundTripper: the ambassador in the
+//     client's own process (put it in an http.Client);
+//   - Router.Proxy, an http.Handler: the ambassador as a reverse proxy in
+//     a process of its own, which removes hop-by-hop headers and adds
+//     X-Forwarded-For as RFC 9110 asks of a proxy.
+//
+// Policies: RoundRobin, WeightedRoundRobin, LeastRequests (the lesser
+// loaded of two backends picked at random) and PeakEWMA (the same, by
+// latency times load, the default). Backends change at run time with
+// SetBackends; requests in flight finish on the backends they started on.
+//
+// Errors: a Router with no backends answers 503 (ErrNoBackends), and a
+// backend that fails answers 502, each with the reason in the body; the
+// Transport returns them as errors instead (a *BackendError names the
+// backend). Bad configuration is ErrInvalid.
+package ambassador
