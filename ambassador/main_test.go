@@ -35,7 +35,7 @@ func newRouter(t *testing.T, servers map[string]*httptest.Server, names []string
 	for _, n := range names {
 		cs = append(cs, BackendConfig{Name: n, URL: servers[n].URL})
 	}
-	tr := defaultTransport()
+	tr := newH1Transport(defaultTransport())
 	t.Cleanup(tr.CloseIdleConnections)
 	r, err := New(cs, append([]Option{WithTransport(tr)}, opts...)...)
 	if err != nil {

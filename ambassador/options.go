@@ -68,7 +68,8 @@ func WithErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error))
 	}
 }
 
-// defaultTransport is the http.Transport a Router uses unless given one.
+// defaultTransport is the http.Transport a Router uses, under an
+// h1Transport, unless given one.
 func defaultTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // an ambassador is the proxy

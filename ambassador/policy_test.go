@@ -34,7 +34,7 @@ func TestRoundRobin(t *testing.T) {
 
 func TestWeightedRoundRobin(t *testing.T) {
 	s := servers(t, "a", "b", "c")
-	tr := defaultTransport()
+	tr := newH1Transport(defaultTransport())
 	t.Cleanup(tr.CloseIdleConnections)
 	r, err := New([]BackendConfig{
 		{Name: "a", URL: s["a"].URL, Weight: 10},

@@ -88,7 +88,7 @@ func TestProxyHeaders(t *testing.T) {
 func TestBackendPathPrefix(t *testing.T) {
 	paths := make(chan string, 1)
 	s := backend(t, "a", func(w http.ResponseWriter, r *http.Request) { paths <- r.URL.EscapedPath() })
-	tr := defaultTransport()
+	tr := newH1Transport(defaultTransport())
 	defer tr.CloseIdleConnections()
 	r, err := New([]BackendConfig{{URL: s.URL + "/api/"}}, WithTransport(tr))
 	if err != nil {

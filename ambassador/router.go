@@ -34,7 +34,7 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 		}
 	}
 	if o.transport == nil {
-		o.transport = defaultTransport()
+		o.transport = newH1Transport(defaultTransport())
 	}
 	r := &Router{o: o}
 	if err := r.SetBackends(backends); err != nil {

@@ -1,0 +1,217 @@
+package ambassador
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// h1Transport sends plain-HTTP requests over pooled HTTP/1.1 connections
+// in the caller's goroutine, and anything else through next. It does what
+// http.Transport does for a proxy, without the two goroutines per
+// connection that http.Transport hands each request between: on one core
+// those hand-offs cost more than the proxying itself.
+type h1Transport struct {
+	next          *http.Transport // https, and whatever h1Transport does not do
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
+	headerTimeout time.Duration
+	maxIdle       int
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn // by host:port, most recent last
+}
+
+type h1Conn struct {
+	c  net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func newH1Transport(next *http.Transport) *h1Transport {
+	return &h1Transport{
+		next:          next,
+		dial:          next.DialContext,
+		headerTimeout: next.ResponseHeaderTimeout,
+		maxIdle:       next.MaxIdleConnsPerHost,
+		idle:          make(map[string][]*h1Conn),
+	}
+}
+
+// CloseIdleConnections closes the connections kept for reuse.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = make(map[string][]*h1Conn)
+	t.mu.Unlock()
+	for _, cs := range idle {
+		for _, pc := range cs {
+			pc.c.Close()
+		}
+	}
+	t.next.CloseIdleConnections()
+}
+
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" || req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" {
+		return t.next.RoundTrip(req)
+	}
+	addr := req.URL.Host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "80")
+	}
+	// A request with no body may go again on a fresh connection if a
+	// reused one turns out to have been closed by the backend meanwhile.
+	replayable := req.Body == nil || req.Body == http.NoBody
+	for {
+		pc, reused, err := t.get(req.Context(), addr)
+		if err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		resp, wrote, err := t.send(pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		pc.c.Close()
+		if reused && replayable && !wrote && req.Context().Err() == nil {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// get returns an idle connection to addr, or dials one.
+func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused bool, err error) {
+	t.mu.Lock()
+	if cs := t.idle[addr]; len(cs) > 0 {
+		pc = cs[len(cs)-1]
+		cs[len(cs)-1] = nil
+		t.idle[addr] = cs[:len(cs)-1]
+	}
+	t.mu.Unlock()
+	if pc != nil {
+		return pc, true, nil
+	}
+	c, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+}
+
+// put keeps pc for reuse, or closes it if enough are kept.
+func (t *h1Transport) put(addr string, pc *h1Conn) {
+	t.mu.Lock()
+	if cs := t.idle[addr]; len(cs) < t.maxIdle {
+		t.idle[addr] = append(cs, pc)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	pc.c.Close()
+}
+
+// aLongTimeAgo is a deadline that has passed: setting it stops a read or
+// write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// send writes req on pc and reads the response headers. wrote reports
+// whether any of the response came back (after which the request must
+// not be sent again).
+func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, wrote bool, err error) {
+	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, bool, error) {
+		stop()
+		if cerr := req.Context().Err(); cerr != nil {
+			err = cerr
+		}
+		return nil, wrote, err
+	}
+	if err := req.Write(pc.bw); err != nil {
+		return fail(err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if t.headerTimeout > 0 {
+		pc.c.SetReadDeadline(time.Now().Add(t.headerTimeout))
+	}
+	for {
+		if _, err := pc.br.Peek(1); err != nil {
+			return fail(err) // nothing came back: the request may go again
+		}
+		wrote = true
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		// 1xx answers other than 101 come before the real one.
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if t.headerTimeout > 0 {
+		pc.c.SetReadDeadline(time.Time{})
+	}
+	addr := req.URL.Host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "80")
+	}
+	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close}
+	return resp, true, nil
+}
+
+// h1Body is a response body that gives its connection back for reuse
+// once read to the end, and closes it if closed before.
+type h1Body struct {
+	rc   io.ReadCloser
+	t    *h1Transport
+	pc   *h1Conn
+	addr string
+	stop func() bool
+	keep bool // the connection may be reused, if the body is read through
+	eof  bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("ambassador: read of a closed response body")
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	if !b.eof {
+		// Closed before the end: the connection goes, and first, for
+		// closing the body itself would read the rest of it.
+		b.stop()
+		b.pc.c.Close()
+		b.rc.Close()
+		return nil
+	}
+	err := b.rc.Close()
+	// The context's watch ends first: once stopped, it cannot break the
+	// connection under its next request.
+	if b.stop() && b.keep && err == nil {
+		b.t.put(b.addr, b.pc)
+		return nil
+	}
+	b.pc.c.Close()
+	return err
+}
