@@ -11,13 +11,22 @@
 //     a process of its own, which removes hop-by-hop headers and adds
 //     X-Forwarded-For as RFC 9110 asks of a proxy.
 //
-// Policies: RoundRobin, WeightedRoundRobin, LeastRequests (the lesser
-// loaded of two backends picked at random) and PeakEWMA (the same, by
-// latency times load, the default). Backends change at run time with
-// SetBackends; requests in flight finish on the backends they started on.
+// Policies balance (RoundRobin, WeightedRoundRobin, LeastRequests: the
+// lesser loaded of two backends picked at random, and PeakEWMA: the same
+// by latency times load, the default), shard (Sharded: the backend a
+// Locator such as a shard.Table names for the request's key) or split
+// traffic for experiments (Split: arms by weight, sticky by a key such
+// as a cookie). A KeyFunc takes the key from a header, query parameter,
+// path segment or cookie, or anything else. Backends change at run time
+// with SetBackends; requests in flight finish where they started.
 //
-// Errors: a Router with no backends answers 503 (ErrNoBackends), and a
-// backend that fails answers 502, each with the reason in the body; the
-// Transport returns them as errors instead (a *BackendError names the
-// backend). Bad configuration is ErrInvalid.
+// Plain-HTTP backends are reached over pooled HTTP/1.1 connections,
+// written and read in the request's own goroutine (see WithTransport).
+//
+// Errors: a Router with no backends answers 503 (ErrNoBackends), a
+// request without the key its policy routes by 400 (ErrNoKey), and a
+// backend that fails, or a policy that cannot place the request, 502,
+// each with the reason in the body; the Transport returns them as errors
+// instead (a *BackendError names the backend). Bad configuration is
+// ErrInvalid.
 package ambassador

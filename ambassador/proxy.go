@@ -15,8 +15,9 @@ import (
 // back. As RFC 9110 asks of a proxy, it removes hop-by-hop headers both
 // ways and appends the client's address to X-Forwarded-For; it keeps the
 // request's Host, and sets X-Forwarded-Host and X-Forwarded-Proto. With no
-// backends it answers 503, and when the backend fails 502, each with the
-// reason (see WithErrorHandler). Connection upgrades (WebSocket) are not
+// backends it answers 503, without the routing key its policy needs 400,
+// and when the backend fails or the policy cannot place the request 502,
+// each with the reason (see WithErrorHandler). Connection upgrades (WebSocket) are not
 // proxied: the Upgrade header is hop-by-hop, so the backend sees a plain
 // request.
 func (r *Router) Proxy() http.Handler { return proxy{r} }
@@ -148,8 +149,11 @@ func (p proxy) fail(w http.ResponseWriter, in *http.Request, err error) {
 		return
 	}
 	code := http.StatusBadGateway
-	if errors.Is(err, ErrNoBackends) {
+	switch {
+	case errors.Is(err, ErrNoBackends):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrNoKey):
+		code = http.StatusBadRequest
 	}
 	http.Error(w, err.Error(), code)
 }
