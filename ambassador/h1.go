@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -20,6 +21,7 @@ type h1Transport struct {
 	next          *http.Transport // https, and whatever h1Transport does not do
 	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
 	headerTimeout time.Duration
+	idleTimeout   time.Duration
 	maxIdle       int
 
 	mu   sync.Mutex
@@ -27,9 +29,10 @@ type h1Transport struct {
 }
 
 type h1Conn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time // when it was last put back
 }
 
 func newH1Transport(next *http.Transport) *h1Transport {
@@ -37,8 +40,21 @@ func newH1Transport(next *http.Transport) *h1Transport {
 		next:          next,
 		dial:          next.DialContext,
 		headerTimeout: next.ResponseHeaderTimeout,
+		idleTimeout:   next.IdleConnTimeout,
 		maxIdle:       next.MaxIdleConnsPerHost,
 		idle:          make(map[string][]*h1Conn),
+	}
+}
+
+// closeIdleTo closes the connections to addr kept for reuse: its backend
+// is gone.
+func (t *h1Transport) closeIdleTo(addr string) {
+	t.mu.Lock()
+	cs := t.idle[addr]
+	delete(t.idle, addr)
+	t.mu.Unlock()
+	for _, pc := range cs {
+		pc.c.Close()
 	}
 }
 
@@ -60,15 +76,12 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" {
 		return t.next.RoundTrip(req)
 	}
-	addr := req.URL.Host
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "80")
-	}
+	addr := hostPort(req.URL)
 	// A request with no body may go again on a fresh connection if a
 	// reused one turns out to have been closed by the backend meanwhile.
-	replayable := req.Body == nil || req.Body == http.NoBody
-	for {
-		pc, reused, err := t.get(req.Context(), addr)
+	replayable := (req.Body == nil || req.Body == http.NoBody) && idempotent(req)
+	for try := 0; ; try++ {
+		pc, reused, err := t.get(req.Context(), addr, try > 0)
 		if err != nil {
 			if req.Body != nil {
 				req.Body.Close()
@@ -80,7 +93,8 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		pc.c.Close()
-		if reused && replayable && !wrote && req.Context().Err() == nil {
+		var ne net.Error
+		if try == 0 && reused && replayable && !wrote && req.Context().Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			continue
 		}
 		return nil, err
@@ -88,16 +102,23 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // get returns an idle connection to addr, or dials one.
-func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused bool, err error) {
-	t.mu.Lock()
-	if cs := t.idle[addr]; len(cs) > 0 {
-		pc = cs[len(cs)-1]
-		cs[len(cs)-1] = nil
-		t.idle[addr] = cs[:len(cs)-1]
-	}
-	t.mu.Unlock()
-	if pc != nil {
-		return pc, true, nil
+func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, reused bool, err error) {
+	for !fresh {
+		t.mu.Lock()
+		if cs := t.idle[addr]; len(cs) > 0 {
+			pc = cs[len(cs)-1]
+			cs[len(cs)-1] = nil
+			t.idle[addr] = cs[:len(cs)-1]
+		}
+		t.mu.Unlock()
+		if pc == nil {
+			break
+		}
+		if (t.idleTimeout <= 0 || time.Since(pc.idleAt) < t.idleTimeout) && quiet(pc.c) {
+			return pc, true, nil
+		}
+		pc.c.Close() // idle too long, closed by the backend, or bytes no request asked for
+		pc = nil
 	}
 	c, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
@@ -108,6 +129,7 @@ func (t *h1Transport) get(ctx context.Context, addr string) (pc *h1Conn, reused 
 
 // put keeps pc for reuse, or closes it if enough are kept.
 func (t *h1Transport) put(addr string, pc *h1Conn) {
+	pc.idleAt = time.Now()
 	t.mu.Lock()
 	if cs := t.idle[addr]; len(cs) < t.maxIdle {
 		t.idle[addr] = append(cs, pc)
@@ -116,6 +138,24 @@ func (t *h1Transport) put(addr string, pc *h1Conn) {
 	}
 	t.mu.Unlock()
 	pc.c.Close()
+}
+
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	_, k1 := req.Header["Idempotency-Key"]
+	_, k2 := req.Header["X-Idempotency-Key"]
+	return k1 || k2
 }
 
 // aLongTimeAgo is a deadline that has passed: setting it stops a read or
@@ -159,11 +199,14 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 	}
 	if t.headerTimeout > 0 {
 		pc.c.SetReadDeadline(time.Time{})
+		// A cancel that set its past deadline before this cleared it
+		// would otherwise be lost: the context's Err is set before
+		// its AfterFunc runs.
+		if req.Context().Err() != nil {
+			return fail(req.Context().Err()) // the caller closes the connection
+		}
 	}
-	addr := req.URL.Host
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, "80")
-	}
+	addr := hostPort(req.URL)
 	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close}
 	return resp, true, nil
 }
@@ -171,6 +214,7 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 // h1Body is a response body that gives its connection back for reuse
 // once read to the end, and closes it if closed before.
 type h1Body struct {
+	mu   sync.Mutex
 	rc   io.ReadCloser
 	t    *h1Transport
 	pc   *h1Conn
@@ -182,22 +226,31 @@ type h1Body struct {
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
-	if b.done {
+	b.mu.Lock()
+	done := b.done
+	b.mu.Unlock()
+	if done {
 		return 0, errors.New("ambassador: read of a closed response body")
 	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
+		b.mu.Lock()
 		b.eof = true
+		b.mu.Unlock()
 	}
 	return n, err
 }
 
 func (b *h1Body) Close() error {
+	b.mu.Lock()
 	if b.done {
+		b.mu.Unlock()
 		return nil
 	}
 	b.done = true
-	if !b.eof {
+	eof := b.eof
+	b.mu.Unlock()
+	if !eof || b.pc.br.Buffered() > 0 {
 		// Closed before the end: the connection goes, and first, for
 		// closing the body itself would read the rest of it.
 		b.stop()

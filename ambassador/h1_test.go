@@ -198,3 +198,52 @@ func TestH1InformationalAndHead(t *testing.T) {
 		t.Fatalf("%d idle connections, want the one", n)
 	}
 }
+
+// A connection idle past the idle timeout is not reused.
+func TestH1IdleTimeout(t *testing.T) {
+	s, conns := countConns(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	tr := newH1Transport(defaultTransport())
+	defer tr.CloseIdleConnections()
+	tr.idleTimeout = 30 * time.Millisecond
+	for _, wait := range []time.Duration{0, 0, 60 * time.Millisecond} {
+		time.Sleep(wait)
+		resp, err := h1Get(t, tr, context.Background(), s.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2: one reused, one after the idle timeout", n)
+	}
+}
+
+// SetBackends closes the idle connections to the backends it drops.
+func TestSetBackendsClosesIdle(t *testing.T) {
+	closed := make(chan struct{}, 10)
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	s.Start()
+	defer s.Close()
+	other := backend(t, "other", nil)
+	r := newRouter(t, map[string]*httptest.Server{"a": s, "b": other}, []string{"a"})
+	get(t, r.Proxy(), "/")
+	select {
+	case <-closed:
+		t.Fatal("the connection closed while its backend was kept")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := r.SetBackends([]BackendConfig{{Name: "b", URL: other.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle connection to a dropped backend stayed open")
+	}
+}

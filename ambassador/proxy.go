@@ -41,6 +41,9 @@ func (p proxy) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 		out.Body = nil // no body: the transport may then retry the request on a fresh connection
 	}
 	removeHopHeaders(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // not Go's default
+	}
 	if teTrailers(in.Header) {
 		out.Header["Te"] = []string{"trailers"} // gRPC needs it through
 	}

@@ -49,11 +49,24 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 func (r *Router) SetBackends(backends []BackendConfig) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, err := newBackendSet(backends, r.set.Load())
+	old := r.set.Load()
+	s, err := newBackendSet(backends, old)
 	if err != nil {
 		return err
 	}
 	r.set.Store(s)
+	// Connections kept to backends that are gone would stay open forever.
+	if h, ok := r.o.transport.(*h1Transport); ok && old != nil {
+		kept := map[string]bool{}
+		for _, b := range s.list {
+			kept[hostPort(b.url)] = true
+		}
+		for _, b := range old.list {
+			if addr := hostPort(b.url); !kept[addr] {
+				h.closeIdleTo(addr)
+			}
+		}
+	}
 	return nil
 }
 
