@@ -24,9 +24,10 @@
 // written and read in the request's own goroutine (see WithTransport).
 //
 // Errors: a Router with no backends answers 503 (ErrNoBackends), a
-// request without the key its policy routes by 400 (ErrNoKey), and a
-// backend that fails, or a policy that cannot place the request, 502,
-// each with the reason in the body; the Transport returns them as errors
-// instead (a *BackendError names the backend). Bad configuration is
+// request without the key its policy routes by 400 (ErrNoKey), a backend
+// that times out 504, and one that fails, or a policy that cannot place
+// the request, 502; the body gives a reason that names no address or key,
+// and the error goes to the log. The Transport returns the errors
+// themselves (a *BackendError names the backend). Bad configuration is
 // ErrInvalid.
 package ambassador

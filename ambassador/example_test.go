@@ -61,5 +61,5 @@ func ExampleRouter_Proxy() {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Print(resp.StatusCode, " ", string(body))
-	// Output: 503 ambassador: no backends
+	// Output: 503 Service Unavailable: no backends
 }

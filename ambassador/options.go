@@ -59,9 +59,10 @@ func WithLogger(l *zap.Logger) Option {
 	}
 }
 
-// WithErrorHandler answers the Proxy's failed requests with h instead of
-// a 503 (no backends), 400 (no routing key) or 502 (the backend failed)
-// with the reason. It is not called when the client went away.
+// WithErrorHandler answers the Proxy's failed requests with h, given the
+// error itself, instead of a 503 (no backends), 400 (no routing key), 504
+// (the backend timed out) or 502 (it failed) with a reason. It is not
+// called when the client went away.
 func WithErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error)) Option {
 	return func(o *options) error {
 		if h == nil {

@@ -1,11 +1,14 @@
 package ambassador
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.uber.org/zap"
 )
@@ -16,8 +19,9 @@ import (
 // ways and appends the client's address to X-Forwarded-For; it keeps the
 // request's Host, and sets X-Forwarded-Host and X-Forwarded-Proto. With no
 // backends it answers 503, without the routing key its policy needs 400,
-// and when the backend fails or the policy cannot place the request 502,
-// each with the reason (see WithErrorHandler). Connection upgrades (WebSocket) are not
+// when the backend times out 504, and when it fails or the policy cannot
+// place the request 502, each with a reason that names no address or key
+// (the error itself goes to the log; see WithErrorHandler). Connection upgrades (WebSocket) are not
 // proxied: the Upgrade header is hop-by-hop, so the backend sees a plain
 // request.
 func (r *Router) Proxy() http.Handler { return proxy{r} }
@@ -139,7 +143,9 @@ func teTrailers(h http.Header) bool {
 	return false
 }
 
-// fail answers a request that could not be sent or answered.
+// fail answers a request that could not be sent or answered. The client
+// gets the status and a reason, but not the error itself, which may name
+// internal addresses or the request's key: that goes to the log.
 func (p proxy) fail(w http.ResponseWriter, in *http.Request, err error) {
 	if in.Context().Err() != nil {
 		// The client went away: there is no one to answer.
@@ -151,12 +157,27 @@ func (p proxy) fail(w http.ResponseWriter, in *http.Request, err error) {
 		p.r.o.onError(w, in, err)
 		return
 	}
-	code := http.StatusBadGateway
+	code, reason := classify(err)
+	http.Error(w, http.StatusText(code)+": "+reason, code)
+}
+
+// classify gives the status and the reason, safe to show a client, for
+// a request's failure.
+func classify(err error) (int, string) {
+	var be *BackendError
+	var ne net.Error
 	switch {
 	case errors.Is(err, ErrNoBackends):
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, "no backends"
 	case errors.Is(err, ErrNoKey):
-		code = http.StatusBadRequest
+		return http.StatusBadRequest, "the request has no routing key"
+	case !errors.As(err, &be):
+		return http.StatusBadGateway, "no backend for the request"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, "the backend did not answer in time"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return http.StatusBadGateway, "the backend refused the connection"
+	default:
+		return http.StatusBadGateway, "the backend failed"
 	}
-	http.Error(w, err.Error(), code)
 }

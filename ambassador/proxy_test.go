@@ -105,10 +105,11 @@ func TestProxyErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _, body := get(t, r.Proxy(), "/"); code != 503 || !strings.Contains(body, "no backends") {
+	if code, _, body := get(t, r.Proxy(), "/"); code != 503 || body != "Service Unavailable: no backends\n" {
 		t.Fatalf("no backends: %d %q", code, body)
 	}
-	// A backend that is not listening: 502, naming it.
+	// A backend that is not listening: 502, with a reason that does not
+	// give its address away.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestProxyErrors(t *testing.T) {
 	if err := r.SetBackends([]BackendConfig{{Name: "gone", URL: "http://" + addr}}); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, body := get(t, r.Proxy(), "/"); code != 502 || !strings.Contains(body, "backend gone") {
+	if code, _, body := get(t, r.Proxy(), "/"); code != 502 || body != "Bad Gateway: the backend refused the connection\n" || strings.Contains(body, addr) {
 		t.Fatalf("backend down: %d %q", code, body)
 	}
 	if st := r.Stats(); st[0].Requests != 1 || st[0].Errors != 1 || st[0].InFlight != 0 || st[0].Latency < penalty {
@@ -176,7 +177,7 @@ func TestBadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _, body := get(t, r.Proxy(), "/"); code != 502 || !strings.Contains(body, "picked no backend") {
+	if code, _, body := get(t, r.Proxy(), "/"); code != 502 || !strings.Contains(body, "no backend for the request") {
 		t.Fatalf("a policy that picks nothing: %d %q", code, body)
 	}
 }
@@ -256,5 +257,27 @@ func TestProxyStreams(t *testing.T) {
 	close(next)
 	if line, err := br.ReadString('\n'); err != nil || line != "second\n" {
 		t.Fatalf("second line %q, %v", line, err)
+	}
+}
+
+// A backend that does not answer in time is a 504.
+func TestProxyTimeout(t *testing.T) {
+	release := make(chan struct{})
+	s := map[string]*httptest.Server{"slow": backend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})}
+	defer close(release)
+	tr := newH1Transport(defaultTransport())
+	tr.headerTimeout = 50 * time.Millisecond
+	defer tr.CloseIdleConnections()
+	r, err := New([]BackendConfig{{Name: "slow", URL: s["slow"].URL}}, WithTransport(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := get(t, r.Proxy(), "/"); code != 504 || body != "Gateway Timeout: the backend did not answer in time\n" {
+		t.Fatalf("a backend past the header timeout: %d %q", code, body)
 	}
 }
