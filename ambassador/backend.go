@@ -141,5 +141,10 @@ func newBackendSet(cs []BackendConfig, old *backendSet) (*backendSet, error) {
 		s.byName[b.name] = b
 		s.list = append(s.list, b)
 	}
+	if old != nil {
+		// Round robin goes on from where it was: started again from 0 on
+		// each change, frequent changes would favour the first backends.
+		s.next.Store(old.next.Load())
+	}
 	return s, nil
 }

@@ -207,7 +207,9 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 		}
 	}
 	addr := hostPort(req.URL)
-	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close}
+	// A response with no body (HEAD, 204, 304, a length of 0) is at its
+	// end already: closed unread, it gives its connection back.
+	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close, eof: resp.Body == http.NoBody}
 	return resp, true, nil
 }
 

@@ -247,3 +247,20 @@ func TestSetBackendsClosesIdle(t *testing.T) {
 		t.Fatal("the idle connection to a dropped backend stayed open")
 	}
 }
+
+// A response with no body, closed unread, gives its connection back.
+func TestH1EmptyBodyReused(t *testing.T) {
+	s, conns := countConns(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	tr := newH1Transport(defaultTransport())
+	defer tr.CloseIdleConnections()
+	for range 3 {
+		resp, err := h1Get(t, tr, context.Background(), s.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close() // unread
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for three 204s closed unread, want 1", n)
+	}
+}

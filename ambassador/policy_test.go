@@ -163,3 +163,27 @@ func TestWeightedScheduleIsSmooth(t *testing.T) {
 		t.Fatalf("schedule %s, want aabacaa", got.String())
 	}
 }
+
+// Round robin goes on across SetBackends rather than starting over.
+func TestRoundRobinAcrossChanges(t *testing.T) {
+	p := RoundRobin()
+	var cs []BackendConfig
+	for _, n := range []string{"a", "b", "c"} {
+		cs = append(cs, BackendConfig{Name: n, URL: "http://" + n})
+	}
+	s, err := newBackendSet(cs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for range 6 {
+		b, _ := p.Pick(nil, Backends{s})
+		got.WriteString(b.Name())
+		if s, err = newBackendSet(cs, s); err != nil { // a change each time
+			t.Fatal(err)
+		}
+	}
+	if got.String() != "abcabc" {
+		t.Fatalf("order %s across changes, want abcabc", got.String())
+	}
+}
