@@ -88,13 +88,13 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		resp, wrote, err := t.send(pc, req)
+		resp, answered, err := t.send(pc, req, addr)
 		if err == nil {
 			return resp, nil
 		}
 		pc.c.Close()
 		var ne net.Error
-		if try == 0 && reused && replayable && !wrote && req.Context().Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		if try == 0 && reused && replayable && !answered && req.Context().Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			continue
 		}
 		return nil, err
@@ -162,17 +162,17 @@ func idempotent(req *http.Request) bool {
 // write at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// send writes req on pc and reads the response headers. wrote reports
-// whether any of the response came back (after which the request must
-// not be sent again).
-func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, wrote bool, err error) {
+// send writes req on pc, a connection to addr, and reads the response
+// headers. answered reports whether any of the response came back (after
+// which the request must not be sent again).
+func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *http.Response, answered bool, err error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
 		if cerr := req.Context().Err(); cerr != nil {
 			err = cerr
 		}
-		return nil, wrote, err
+		return nil, answered, err
 	}
 	if err := req.Write(pc.bw); err != nil {
 		return fail(err)
@@ -187,7 +187,7 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 		if _, err := pc.br.Peek(1); err != nil {
 			return fail(err) // nothing came back: the request may go again
 		}
-		wrote = true
+		answered = true
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
 			return fail(err)
@@ -206,7 +206,6 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 			return fail(req.Context().Err()) // the caller closes the connection
 		}
 	}
-	addr := hostPort(req.URL)
 	// A response with no body (HEAD, 204, 304, a length of 0) is at its
 	// end already: closed unread, it gives its connection back.
 	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close, eof: resp.Body == http.NoBody}

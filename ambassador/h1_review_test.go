@@ -173,13 +173,7 @@ func (c *deadlineConn) SetReadDeadline(d time.Time) error {
 // the header timeout (a streaming body then blocked although its context
 // had ended).
 func TestReviewCancelLostAtHeaders(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	s, _ := countConns(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		<-release
-	})
+	s := streamingBackend(t)
 	tr := newH1Transport(defaultTransport())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -212,13 +206,7 @@ func TestReviewCancelLostAtHeaders(t *testing.T) {
 // Close from another goroutine while a Read waits (the usual way to abort
 // a read) races on h1Body's fields.
 func TestReviewConcurrentClose(t *testing.T) {
-	release := make(chan struct{})
-	defer close(release)
-	s, _ := countConns(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		<-release
-	})
+	s := streamingBackend(t)
 	tr := newH1Transport(defaultTransport())
 	resp, err := h1Get(t, tr, context.Background(), s.URL)
 	if err != nil {
@@ -243,4 +231,20 @@ func TestReviewUserAgent(t *testing.T) {
 	if got := <-ua; len(got) != 0 {
 		t.Fatalf("backend saw User-Agent %q", got)
 	}
+}
+
+// streamingBackend answers with its headers at once and no more body
+// until the test ends.
+func streamingBackend(t *testing.T) *httptest.Server {
+	release := make(chan struct{})
+	s, _ := countConns(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	return s
 }

@@ -60,9 +60,8 @@ func (p proxy) ServeHTTP(w http.ResponseWriter, in *http.Request) {
 	} else {
 		out.Header["X-Forwarded-Proto"] = []string{"http"}
 	}
-	// A server request's URL has no scheme or host; send sets them.
-	u := *in.URL
-	out.URL = &u
+	// A server request's URL has no scheme or host: send sets them, on a
+	// copy of its own.
 
 	resp, err := p.r.send(out)
 	if err != nil {

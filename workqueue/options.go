@@ -171,23 +171,14 @@ func (o *options) check(i int, it *Item) error {
 	return nil
 }
 
-// checkBatch bounds what one operation logs: a record over maxRecord
-// would read back as a torn tail.
-func checkBatch(items []Item, limit int) error {
-	var total int64
-	for i := range items {
-		total += items[i].logSize()
-	}
-	return checkBatchSize(len(items), total, limit)
-}
-
 // logSize bounds what the item takes in the log. In an int64: a batch of
 // items that share one payload could overflow a 32-bit int.
 func (it *Item) logSize() int64 {
 	return int64(len(it.Payload)) + int64(len(it.ID)) + int64(len(it.Key)) + 64
 }
 
-// checkBatchSize is checkBatch for n items of total logSize.
+// checkBatchSize bounds what one operation logs, n items of total
+// logSize: a record over limit (maxRecord) would read back as a torn tail.
 func checkBatchSize(n int, total int64, limit int) error {
 	if total > int64(limit) {
 		return invalid("%d items of %d bytes in all, over the %d one call may add: split the batch", n, total, limit)

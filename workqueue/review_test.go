@@ -38,10 +38,10 @@ func TestNoOpWaitsForPending(t *testing.T) {
 
 func TestBatchLimit(t *testing.T) {
 	items := []Item{{Payload: make([]byte, 600)}, {Payload: make([]byte, 600)}}
-	if err := checkBatch(items, 1000); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "split the batch") {
-		t.Fatalf("checkBatch: %v", err)
+	if err := checkBatchSize(2, items[0].logSize()+items[1].logSize(), 1000); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "split the batch") {
+		t.Fatalf("checkBatchSize: %v", err)
 	}
-	if err := checkBatch(items[:1], 1000); err != nil {
+	if err := checkBatchSize(1, items[0].logSize(), 1000); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewMemory(WithMaxPayload(maxRecord)); !errors.Is(err, ErrInvalid) {
