@@ -34,6 +34,14 @@ type Backend struct {
 	inFlight atomic.Int64
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	retries  atomic.Uint64
+	hedges   atomic.Uint64
+	refused  atomic.Uint64 // retries and hedges the budget refused
+	ejected  atomic.Uint64
+	trips    atomic.Uint64
+
+	hmu sync.Mutex // guards h
+	h   health
 
 	mu     sync.Mutex // guards the latency estimate
 	ewma   float64    // peak-EWMA of the time to response headers, ns
@@ -115,10 +123,8 @@ func newBackend(i int, c BackendConfig) (*Backend, error) {
 type backendSet struct {
 	list   []*Backend
 	byName map[string]*Backend
-
-	wrrOnce sync.Once
-	wrr     []int32 // WeightedRoundRobin's schedule, made when first used
-	next    atomic.Uint64
+	view   atomic.Pointer[view] // the backends to balance over
+	next   atomic.Uint64        // round robin's turn
 }
 
 // newBackendSet checks cs and makes their set; old is the set before,
@@ -146,5 +152,6 @@ func newBackendSet(cs []BackendConfig, old *backendSet) (*backendSet, error) {
 		// each change, frequent changes would favour the first backends.
 		s.next.Store(old.next.Load())
 	}
+	s.view.Store(makeView(s, time.Now()))
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package ambassador
 
 import (
+	"github.com/distkit/distkit/internal/budget"
 	"net"
 	"net/http"
 	"time"
@@ -16,6 +17,97 @@ type options struct {
 	transport http.RoundTripper
 	log       *zap.Logger
 	onError   func(http.ResponseWriter, *http.Request, error)
+	retry     *Retry
+	hedge     *Hedge
+	budget    Budget
+	outlier   *OutlierDetection
+	breaker   *Breaker
+	health    *HealthCheck
+}
+
+// WithRetry retries requests as c says; see Retry. Default: no retries
+// (but see WithTransport: a request with no body that finds a kept
+// connection closed goes again on a new one).
+func WithRetry(c Retry) Option {
+	return func(o *options) error {
+		if err := c.check(); err != nil {
+			return err
+		}
+		o.retry = &c
+		return nil
+	}
+}
+
+// WithHedge hedges slow requests as c says; see Hedge. Default: none.
+func WithHedge(c Hedge) Option {
+	return func(o *options) error {
+		if err := c.check(); err != nil {
+			return err
+		}
+		o.hedge = &c
+		return nil
+	}
+}
+
+// WithBudget takes retries and hedges from b, which may be shared with
+// other Routers and scatter/gathers. Default: a budget of the Router's
+// own that allows 20% of its requests over 10 s plus 10 a second, as
+// Linkerd's does.
+func WithBudget(b Budget) Option {
+	return func(o *options) error {
+		if b == nil {
+			return invalid("WithBudget: nil budget")
+		}
+		o.budget = b
+		return nil
+	}
+}
+
+// NewBudget returns a Budget that allows extra requests up to ratio (0 to
+// 1) of the requests made over a sliding 10 s window, plus minPerSecond a
+// second, so that a quiet service can still retry.
+func NewBudget(ratio float64, minPerSecond int) (Budget, error) {
+	b, err := budget.New(ratio, minPerSecond)
+	if err != nil {
+		return nil, invalid("NewBudget: %v", err)
+	}
+	return b, nil
+}
+
+// WithOutlierDetection ejects failing backends as c says; see
+// OutlierDetection. Default: none.
+func WithOutlierDetection(c OutlierDetection) Option {
+	return func(o *options) error {
+		if err := c.check(); err != nil {
+			return err
+		}
+		o.outlier = &c
+		return nil
+	}
+}
+
+// WithBreaker gives each backend a circuit breaker as c says; see
+// Breaker. Default: none.
+func WithBreaker(c Breaker) Option {
+	return func(o *options) error {
+		if err := c.check(); err != nil {
+			return err
+		}
+		o.breaker = &c
+		return nil
+	}
+}
+
+// WithHealthCheck checks the backends' health as c says; see
+// HealthCheck. The checks run until Close. Default: none.
+func WithHealthCheck(c HealthCheck) Option {
+	return func(o *options) error {
+		if err := c.check(); err != nil {
+			return err
+		}
+		o.health = &c
+		return nil
+	}
 }
 
 // WithPolicy routes by p. Default: PeakEWMA.

@@ -12,17 +12,27 @@ type Policy interface {
 	Pick(r *http.Request, bs Backends) (*Backend, error)
 }
 
-// Backends is the set of backends a Policy picks from.
-type Backends struct{ s *backendSet }
+// Backends is the set of backends a Policy picks from: those in balancing
+// now, in the order SetBackends gave them, which leaves out backends
+// ejected, failing their health checks or with an open breaker (unless
+// that would leave none). Named finds any of the Router's backends.
+type Backends struct {
+	s *backendSet
+	v *view
+}
 
-// Len returns how many backends there are.
-func (bs Backends) Len() int { return len(bs.s.list) }
+// Len returns how many backends there are to balance over.
+func (bs Backends) Len() int { return len(bs.v.list) }
 
-// At returns the i'th backend, in the order SetBackends gave them.
-func (bs Backends) At(i int) *Backend { return bs.s.list[i] }
+// At returns the i'th backend to balance over.
+func (bs Backends) At(i int) *Backend { return bs.v.list[i] }
 
-// Named returns the backend named name, or nil.
+// Named returns the Router's backend named name, in balancing or not, or
+// nil.
 func (bs Backends) Named(name string) *Backend { return bs.s.byName[name] }
+
+// Excluded reports whether b is out of balancing now.
+func (bs Backends) Excluded(b *Backend) bool { return bs.v.out[b] }
 
 // PolicyFunc makes a function a Policy.
 type PolicyFunc func(r *http.Request, bs Backends) (*Backend, error)
@@ -34,7 +44,7 @@ func (f PolicyFunc) Pick(r *http.Request, bs Backends) (*Backend, error) { retur
 func RoundRobin() Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
 		n := bs.s.next.Add(1) - 1
-		return bs.s.list[n%uint64(len(bs.s.list))], nil
+		return bs.v.list[n%uint64(len(bs.v.list))], nil
 	})
 }
 
@@ -43,16 +53,16 @@ func RoundRobin() Policy {
 // 1, 1 the order is a a b a c a a, not a a a a a b c).
 func WeightedRoundRobin() Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
-		s := bs.s
-		s.wrrOnce.Do(s.makeSchedule)
-		n := s.next.Add(1) - 1
-		return s.list[s.wrr[n%uint64(len(s.wrr))]], nil
+		v := bs.v
+		v.wrrOnce.Do(v.makeSchedule)
+		n := bs.s.next.Add(1) - 1
+		return v.list[v.wrr[n%uint64(len(v.wrr))]], nil
 	})
 }
 
 // makeSchedule lays out one cycle of smooth weighted round robin, with
 // the weights divided by their greatest common divisor.
-func (s *backendSet) makeSchedule() {
+func (s *view) makeSchedule() {
 	g, total := 0, 0
 	for _, b := range s.list {
 		g = gcd(g, b.weight)
@@ -101,7 +111,7 @@ func PeakEWMA() Policy {
 // p2c is power-of-two-choices by cost.
 func p2c(cost func(*Backend) float64) Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
-		l := bs.s.list
+		l := bs.v.list
 		if len(l) == 1 {
 			return l[0], nil
 		}

@@ -153,7 +153,7 @@ func TestPeakEWMADecays(t *testing.T) {
 }
 
 func TestWeightedScheduleIsSmooth(t *testing.T) {
-	s := &backendSet{list: []*Backend{{weight: 5}, {weight: 1}, {weight: 1}}}
+	s := &view{list: []*Backend{{weight: 5}, {weight: 1}, {weight: 1}}}
 	s.makeSchedule()
 	var got strings.Builder
 	for _, i := range s.wrr {
@@ -177,7 +177,7 @@ func TestRoundRobinAcrossChanges(t *testing.T) {
 	}
 	var got strings.Builder
 	for range 6 {
-		b, _ := p.Pick(nil, Backends{s})
+		b, _ := p.Pick(nil, Backends{s, s.view.Load()})
 		got.WriteString(b.Name())
 		if s, err = newBackendSet(cs, s); err != nil { // a change each time
 			t.Fatal(err)

@@ -168,6 +168,8 @@ func classify(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrNoBackends):
 		return http.StatusServiceUnavailable, "no backends"
+	case errors.Is(err, ErrCircuitOpen):
+		return http.StatusServiceUnavailable, "the backend is unavailable"
 	case errors.Is(err, ErrNoKey):
 		return http.StatusBadRequest, "the request has no routing key"
 	case !errors.As(err, &be):

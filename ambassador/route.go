@@ -1,6 +1,7 @@
 package ambassador
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -142,12 +143,20 @@ func Split(arms []Arm, sticky KeyFunc) (Policy, error) {
 			n -= uint64(arms[i].Weight)
 		}
 		a := arms[i]
-		// In turn among the arm's backends that the Router has now.
+		// In turn among the arm's backends that the Router has now, in
+		// balancing if any are.
 		t := turns[i].Add(1) - 1
+		var sick *Backend
 		for j := range a.Backends {
 			if b := bs.Named(a.Backends[(t+uint64(j))%uint64(len(a.Backends))]); b != nil {
-				return b, nil
+				if !bs.Excluded(b) {
+					return b, nil
+				}
+				sick = cmp.Or(sick, b)
 			}
+		}
+		if sick != nil {
+			return sick, nil
 		}
 		return nil, fmt.Errorf("ambassador: arm %q has none of its backends %q", a.Name, a.Backends)
 	}), nil

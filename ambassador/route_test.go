@@ -99,7 +99,7 @@ func backendsFor(t *testing.T, names ...string) Backends {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Backends{s}
+	return Backends{s, s.view.Load()}
 }
 
 // A 90/10 split lands within statistical bounds; with a sticky key, each

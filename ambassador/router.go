@@ -1,24 +1,34 @@
 package ambassador
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/distkit/distkit/internal/budget"
 )
 
 // Router is the routing core: its backends, its policy and the transport
 // to the backends. Its Transport and Proxy send requests through it. It
 // is safe for concurrent use; make one with New.
 type Router struct {
-	o   options
-	set atomic.Pointer[backendSet]
-	mu  sync.Mutex // serializes SetBackends
+	o       options
+	set     atomic.Pointer[backendSet]
+	mu      sync.Mutex // serializes SetBackends
+	ejectMu sync.Mutex // serializes ejections, to keep their cap
+
+	closing   context.Context // done when Close is called
+	close     context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the health checks
 }
 
 // New returns a Router over backends (which may be none, for now: see
@@ -36,11 +46,33 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 	if o.transport == nil {
 		o.transport = newH1Transport(defaultTransport())
 	}
+	if o.budget == nil && (o.retry != nil || o.hedge != nil) {
+		o.budget, _ = budget.New(0.2, 10) // Linkerd's default
+	}
 	r := &Router{o: o}
 	if err := r.SetBackends(backends); err != nil {
 		return nil, err
 	}
+	r.closing, r.close = context.WithCancel(context.Background())
+	if o.health != nil {
+		r.wg.Add(1)
+		go r.checkHealth(r.closing)
+	}
 	return r, nil
+}
+
+// Close stops the Router's health checks and closes the idle connections
+// of its transport, if it has a CloseIdleConnections method. The Router
+// still routes requests after, without health checks.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() {
+		r.close()
+		r.wg.Wait()
+		if c, ok := r.o.transport.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
+	})
+	return nil
 }
 
 // SetBackends replaces the backends, all or none: on an error the old
@@ -73,78 +105,183 @@ func (r *Router) SetBackends(backends []BackendConfig) error {
 // Backends returns the backends now, in the order SetBackends gave them.
 func (r *Router) Backends() []*Backend { return append([]*Backend(nil), r.set.Load().list...) }
 
-// BackendStats is what a Router has counted for one backend.
+// BackendStats is what a Router has counted for one backend, and its
+// state now.
 type BackendStats struct {
 	Name     string
-	Requests uint64        // sent
-	Errors   uint64        // failed before response headers came
+	Requests uint64        // tries sent, retries and hedges included
+	Errors   uint64        // tries that failed: no answer, or a 5xx
 	InFlight int           // sent and not done
 	Latency  time.Duration // peak-EWMA to response headers
+	Retries  uint64        // tries sent as retries
+	Hedges   uint64        // tries sent as hedges
+	// BudgetRefusals counts the retries and hedges of requests that had
+	// failed or were slow here which the budget did not allow.
+	BudgetRefusals uint64
+	Ejections      uint64       // times outlier detection took it out
+	Ejected        bool         // out now, by outlier detection
+	Healthy        bool         // by its health checks (true without them)
+	Trips          uint64       // times its breaker opened
+	Breaker        BreakerState // now
 }
 
 // Stats returns the counts of the backends now, in order.
 func (r *Router) Stats() []BackendStats {
 	var out []BackendStats
+	now := time.Now()
 	for _, b := range r.set.Load().list {
-		out = append(out, BackendStats{Name: b.name, Requests: b.requests.Load(), Errors: b.errors.Load(), InFlight: b.InFlight(), Latency: b.Latency()})
+		b.hmu.Lock()
+		ejected, down, state := now.Before(b.h.ejectedUntil), b.h.down, b.h.state(now)
+		b.hmu.Unlock()
+		out = append(out, BackendStats{
+			Name: b.name, Requests: b.requests.Load(), Errors: b.errors.Load(),
+			InFlight: b.InFlight(), Latency: b.Latency(),
+			Retries: b.retries.Load(), Hedges: b.hedges.Load(), BudgetRefusals: b.refused.Load(),
+			Ejections: b.ejected.Load(), Ejected: ejected, Healthy: !down,
+			Trips: b.trips.Load(), Breaker: state,
+		})
 	}
 	return out
 }
 
 // send picks a backend for out, an outbound request that send may
-// change (its URL), and sends it. The response body, if any, must be
-// closed: that ends the request's time in flight.
+// change (its URL), and sends it, with retries and hedges if configured.
+// The response body, if any, must be closed: that ends the request's time
+// in flight.
 func (r *Router) send(out *http.Request) (*http.Response, error) {
 	s := r.set.Load()
 	if len(s.list) == 0 {
 		return nil, ErrNoBackends
 	}
-	b, err := r.o.policy.Pick(out, Backends{s})
+	if r.o.retry != nil || r.o.hedge != nil {
+		return r.sendAgain(out, s)
+	}
+	b, probe, err := r.pick(out, s, nil)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		return nil, errors.New("ambassador: the policy picked no backend")
+	return r.try(out, b, probe, nil, 0)
+}
+
+// pick asks the policy for a backend for out that its breaker lets
+// through, and other than avoid (the last one tried) if the policy
+// offers another; probe reports a half-open breaker's probe.
+func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Backend, probe bool, err error) {
+	var now time.Time
+	v := s.view.Load()
+	if !v.expires.IsZero() || r.o.breaker != nil {
+		now = time.Now()
+		v = r.view(s, now)
 	}
-	u := *out.URL
-	u.Scheme, u.Host = b.url.Scheme, b.url.Host
-	if b.url.Path != "" && b.url.Path != "/" {
-		u.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(out.URL.Path, "/")
-		if out.URL.RawPath != "" {
-			u.RawPath = strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(out.URL.RawPath, "/")
+	var refused *Backend
+	for i := range 3 {
+		b, err := r.o.policy.Pick(out, Backends{s, v})
+		if err != nil {
+			return nil, false, err
 		}
+		if b == nil {
+			return nil, false, errors.New("ambassador: the policy picked no backend")
+		}
+		if b == avoid && i < 2 && len(v.list) > 1 {
+			continue
+		}
+		if ok, probe := b.allow(now, r.o.breaker); ok {
+			return b, probe, nil
+		}
+		refused = b
 	}
-	out.URL = &u
+	return nil, false, &BackendError{Backend: refused.name, Err: ErrCircuitOpen}
+}
+
+// try sends req to b, and counts how it went. cancel, if not nil, is the
+// try's own context's, which perTry (if not 0) cancels with ErrTryTimeout
+// when response headers are late, and closing the body cancels.
+func (r *Router) try(req *http.Request, b *Backend, probe bool, cancel context.CancelCauseFunc, perTry time.Duration) (*http.Response, error) {
+	req.URL = backendURL(b, req.URL)
+	var timer *time.Timer
+	if perTry > 0 {
+		timer = time.AfterFunc(perTry, func() { cancel(ErrTryTimeout) })
+	}
 	b.requests.Add(1)
 	b.inFlight.Add(1)
 	start := time.Now()
-	resp, err := r.o.transport.RoundTrip(out)
+	resp, err := r.o.transport.RoundTrip(req)
 	now := time.Now()
+	if timer != nil && !timer.Stop() && err == nil {
+		// Timed out as the headers came: the body would fail as cut.
+		resp.Body.Close()
+		resp, err = nil, ErrTryTimeout
+	}
 	if err != nil {
 		b.inFlight.Add(-1)
-		if out.Context().Err() == nil { // not the client's doing
+		o := failed
+		if cancel != nil {
+			if errors.Is(context.Cause(req.Context()), ErrTryTimeout) {
+				err = ErrTryTimeout
+			}
+			cancel(nil)
+		}
+		if err != ErrTryTimeout && req.Context().Err() != nil {
+			o = neutral // the client's doing, or the try lost a hedge
+		}
+		if o == failed {
 			b.errors.Add(1)
 			b.observe(now, max(now.Sub(start), penalty))
 		}
+		r.record(b, now, o, probe)
 		return nil, &BackendError{Backend: b.name, Err: err}
 	}
 	b.observe(now, now.Sub(start))
-	resp.Body = &doneBody{ReadCloser: resp.Body, b: b}
+	o := succeeded
+	if resp.StatusCode >= 500 {
+		o = failed
+		b.errors.Add(1)
+	}
+	r.record(b, now, o, probe)
+	resp.Body = &doneBody{ReadCloser: resp.Body, b: b, cancel: cancel}
 	return resp, nil
+}
+
+// release gives back a half-open probe that was not sent.
+func (b *Backend) release(probe bool) {
+	if probe {
+		b.hmu.Lock()
+		b.h.probes--
+		b.hmu.Unlock()
+	}
+}
+
+// backendURL returns u with b's scheme and host, and b's path before
+// its own.
+func backendURL(b *Backend, u *url.URL) *url.URL {
+	out := *u
+	out.Scheme, out.Host = b.url.Scheme, b.url.Host
+	if b.url.Path != "" && b.url.Path != "/" {
+		out.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(u.Path, "/")
+		if u.RawPath != "" {
+			out.RawPath = strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.RawPath, "/")
+		}
+	}
+	return &out
 }
 
 // doneBody ends its request's time in flight when closed.
 type doneBody struct {
 	io.ReadCloser
-	b    *Backend
-	once atomic.Bool
+	b      *Backend
+	cancel context.CancelCauseFunc // the try's context's, if it has one
+	once   atomic.Bool
 }
 
 func (d *doneBody) Close() error {
+	err := d.ReadCloser.Close()
 	if d.once.CompareAndSwap(false, true) {
 		d.b.inFlight.Add(-1)
+		if d.cancel != nil {
+			d.cancel(nil)
+		}
 	}
-	return d.ReadCloser.Close()
+	return err
 }
 
 // Transport returns the Router as an http.RoundTripper, for an

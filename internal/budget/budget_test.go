@@ -1,17 +1,18 @@
-package scattergather
+package budget
 
 import (
+	"math"
 	"testing"
 	"time"
 )
 
 func TestBudget(t *testing.T) {
-	b, err := NewBudget(0.1, 0)
+	b, err := New(0.1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Unix(1000, 0)
-	b.now = func() time.Time { return now }
+	b.Now = func() time.Time { return now }
 	b.Deposit(100)
 	for i := range 10 {
 		if !b.Withdraw() {
@@ -31,7 +32,7 @@ func TestBudget(t *testing.T) {
 		t.Fatal("10 more requests should allow exactly one more")
 	}
 	// Past the window, everything is forgotten.
-	now = now.Add(budgetWindow)
+	now = now.Add(Slots * time.Second)
 	if b.Withdraw() {
 		t.Fatal("allowed with no requests in the window")
 	}
@@ -41,14 +42,25 @@ func TestBudget(t *testing.T) {
 }
 
 func TestBudgetMinimum(t *testing.T) {
-	b, _ := NewBudget(0, 2)
+	b, _ := New(0, 2)
 	now := time.Unix(1000, 0)
-	b.now = func() time.Time { return now }
+	b.Now = func() time.Time { return now }
 	n := 0
 	for b.Withdraw() {
 		n++
 	}
-	if n != 2*budgetSlots {
-		t.Fatalf("allowed %d with no requests, want %d (2 a second over the window)", n, 2*budgetSlots)
+	if n != 2*Slots {
+		t.Fatalf("allowed %d with no requests, want %d (2 a second over the window)", n, 2*Slots)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	for _, c := range []struct {
+		ratio float64
+		min   int
+	}{{-0.1, 0}, {1.1, 0}, {math.NaN(), 0}, {0.1, -1}} {
+		if _, err := New(c.ratio, c.min); err == nil {
+			t.Errorf("New(%v, %d) = nil error", c.ratio, c.min)
+		}
 	}
 }
