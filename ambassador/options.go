@@ -23,6 +23,7 @@ type options struct {
 	outlier   *OutlierDetection
 	breaker   *Breaker
 	health    *HealthCheck
+	shadow    *shadow
 }
 
 // WithRetry retries requests as c says; see Retry. Default: no retries

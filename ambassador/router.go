@@ -61,13 +61,17 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 	return r, nil
 }
 
-// Close stops the Router's health checks and closes the idle connections
-// of its transport, if it has a CloseIdleConnections method. The Router
-// still routes requests after, without health checks.
+// Close stops the Router's health checks and shadow copies, and closes
+// the idle connections of its transport, if it has a
+// CloseIdleConnections method. The Router still routes requests after,
+// without health checks or shadowing.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		r.close()
 		r.wg.Wait()
+		if r.o.shadow != nil {
+			r.o.shadow.wait()
+		}
 		if c, ok := r.o.transport.(interface{ CloseIdleConnections() }); ok {
 			c.CloseIdleConnections()
 		}
@@ -152,6 +156,9 @@ func (r *Router) send(out *http.Request) (*http.Response, error) {
 	s := r.set.Load()
 	if len(s.list) == 0 {
 		return nil, ErrNoBackends
+	}
+	if r.o.shadow != nil {
+		r.mirror(out)
 	}
 	if r.o.retry != nil || r.o.hedge != nil {
 		return r.sendAgain(out, s)
