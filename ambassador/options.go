@@ -1,6 +1,7 @@
 package ambassador
 
 import (
+	"crypto/tls"
 	"github.com/distkit/distkit/internal/budget"
 	"net"
 	"net/http"
@@ -24,6 +25,21 @@ type options struct {
 	breaker   *Breaker
 	health    *HealthCheck
 	shadow    *shadow
+	tls       *tls.Config
+}
+
+// WithTLS is the TLS configuration for https backends: the CAs to trust,
+// a client certificate, the server name. It configures the default
+// transport, so it cannot go with WithTransport (configure that one's
+// TLS instead). Default: the system's roots.
+func WithTLS(c *tls.Config) Option {
+	return func(o *options) error {
+		if c == nil {
+			return invalid("WithTLS: nil config")
+		}
+		o.tls = c.Clone()
+		return nil
+	}
 }
 
 // WithRetry retries requests as c says; see Retry. Default: no retries

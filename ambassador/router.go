@@ -43,8 +43,13 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 			return nil, err
 		}
 	}
-	if o.transport == nil {
-		o.transport = newH1Transport(defaultTransport())
+	switch {
+	case o.transport != nil && o.tls != nil:
+		return nil, invalid("WithTLS and WithTransport: set the TLS config on the transport")
+	case o.transport == nil:
+		t := defaultTransport()
+		t.TLSClientConfig = o.tls
+		o.transport = newH1Transport(t)
 	}
 	if o.budget == nil && (o.retry != nil || o.hedge != nil) {
 		o.budget, _ = budget.New(0.2, 10) // Linkerd's default
