@@ -284,3 +284,21 @@ func TestResilienceConfig(t *testing.T) {
 		t.Errorf("NewBudget(1.5, 0): %v", err)
 	}
 }
+
+// A refused connection is a failure of the backend's, counted where it
+// happened and retried elsewhere, with outlier detection seeing it.
+func TestRetryRefused(t *testing.T) {
+	dead := backend(t, "dead", nil)
+	dead.Close()
+	s := map[string]*httptest.Server{"dead": dead, "b": backend(t, "b", nil)}
+	r := newRouter(t, s, []string{"dead", "b"}, WithPolicy(RoundRobin()), WithRetry(Retry{Backoff: time.Millisecond}),
+		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 3, BaseEjection: time.Minute, MaxEjectedPercent: 50}))
+	for i := range 10 {
+		if code, from, _ := get(t, r.Proxy(), "/"); code != 200 || from != "b" {
+			t.Fatalf("request %d: %d from %q", i, code, from)
+		}
+	}
+	if st := r.Stats(); st[0].Errors != 3 || st[0].Requests != 3 || !st[0].Ejected || st[1].Retries != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}

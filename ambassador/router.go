@@ -227,14 +227,13 @@ func (r *Router) try(req *http.Request, b *Backend, probe bool, cancel context.C
 	if err != nil {
 		b.inFlight.Add(-1)
 		o := failed
-		if cancel != nil {
-			if errors.Is(context.Cause(req.Context()), ErrTryTimeout) {
-				err = ErrTryTimeout
-			}
-			cancel(nil)
-		}
-		if err != ErrTryTimeout && req.Context().Err() != nil {
+		if errors.Is(context.Cause(req.Context()), ErrTryTimeout) {
+			err = ErrTryTimeout
+		} else if req.Context().Err() != nil {
 			o = neutral // the client's doing, or the try lost a hedge
+		}
+		if cancel != nil {
+			cancel(nil)
 		}
 		if o == failed {
 			b.errors.Add(1)
