@@ -21,12 +21,36 @@
 // with SetBackends; requests in flight finish where they started.
 //
 // Plain-HTTP backends are reached over pooled HTTP/1.1 connections,
-// written and read in the request's own goroutine (see WithTransport).
+// written and read in the request's own goroutine (see WithTransport);
+// https backends through an http.Transport configured by WithTLS.
+//
+// Resilience, each off until asked for:
+//   - WithRetry retries requests safe to repeat, on failures worth another
+//     try (never a 4xx), to another backend, within the request's deadline
+//     and a Budget shared with hedges (WithBudget), with a per-try timeout;
+//   - WithHedge sends a copy of a slow request to another backend, within
+//     the same budget, and takes the first answer;
+//   - WithOutlierDetection takes backends that fail in a row or too often
+//     out of balancing for a time that grows each time, capped so that
+//     the pool never empties; WithHealthCheck does the same by asking
+//     each backend for a path;
+//   - WithBreaker fails requests to a backend at once while its failure
+//     rate is high, and lets a capped number of probes find out when it
+//     is back;
+//   - WithShadow mirrors a share of the requests to another service and
+//     throws its answers away.
+//
+// Stats counts, per backend, requests, errors, latency, retries, hedges,
+// budget refusals, ejections and the breaker's state.
+//
+// Forwarder is the ambassador for protocols that are not HTTP: it
+// balances TCP connections, or shards them by a key read from their
+// first bytes, with TLS on either side.
 //
 // Errors: a Router with no backends answers 503 (ErrNoBackends), a
 // request without the key its policy routes by 400 (ErrNoKey), a backend
-// that times out 504, and one that fails, or a policy that cannot place
-// the request, 502; the body gives a reason that names no address or key,
+// that times out 504, one whose breaker is open 503 (ErrCircuitOpen), and
+// one that fails, or a policy that cannot place the request, 502; the body gives a reason that names no address or key,
 // and the error goes to the log. The Transport returns the errors
 // themselves (a *BackendError names the backend). Bad configuration is
 // ErrInvalid.

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/distkit/distkit/ambassador"
+	"github.com/distkit/distkit/scattergather"
 )
 
 // An ambassador in the client's process: requests to "http://users/"
@@ -62,4 +63,51 @@ func ExampleRouter_Proxy() {
 	resp.Body.Close()
 	fmt.Print(resp.StatusCode, " ", string(body))
 	// Output: 503 Service Unavailable: no backends
+}
+
+// Retries go to another replica when one answers 503, within a budget
+// that a program's scatter/gathers can share.
+func ExampleWithRetry() {
+	var replicas []ambassador.BackendConfig
+	for _, name := range []string{"sick", "well"} {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if name == "sick" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprint(w, name)
+		}))
+		defer s.Close()
+		replicas = append(replicas, ambassador.BackendConfig{Name: name, URL: s.URL})
+	}
+	budget, err := scattergather.NewBudget(0.2, 10) // retries up to 20% of requests, plus 10 a second
+	if err != nil {
+		panic(err)
+	}
+	r, err := ambassador.New(replicas,
+		ambassador.WithPolicy(ambassador.RoundRobin()),
+		ambassador.WithRetry(ambassador.Retry{Attempts: 2}),
+		ambassador.WithBudget(budget))
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	client := &http.Client{Transport: r.Transport()}
+	for range 2 {
+		resp, err := client.Get("http://svc/")
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode, string(body))
+	}
+	for _, st := range r.Stats() {
+		fmt.Printf("%s: %d tries, %d errors, %d retries\n", st.Name, st.Requests, st.Errors, st.Retries)
+	}
+	// Output:
+	// 200 well
+	// 200 well
+	// sick: 2 tries, 2 errors, 0 retries
+	// well: 2 tries, 0 errors, 2 retries
 }
