@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +58,7 @@ func (c *OutlierDetection) check() error {
 	case c.Window < windowSlots*time.Millisecond:
 		return invalid("OutlierDetection.Window %v: want %v or more", c.Window, windowSlots*time.Millisecond)
 	case c.BaseEjection < 0 || c.MaxEjection < c.BaseEjection:
-		return invalid("OutlierDetection: BaseEjection %v and MaxEjection %v: want 0 < base <= max", c.BaseEjection, c.MaxEjection)
+		return invalid("OutlierDetection: BaseEjection %v and MaxEjection %v (zero takes 30s and 5m): want 0 < base <= max", c.BaseEjection, c.MaxEjection)
 	case c.MaxEjectedPercent < 0 || c.MaxEjectedPercent > 100:
 		return invalid("OutlierDetection.MaxEjectedPercent %d: want 0 to 100", c.MaxEjectedPercent)
 	}
@@ -207,8 +208,9 @@ type health struct {
 	bwin      window // the breaker's outcomes
 	open      bool   // open, or half open once openUntil has passed
 	openUntil time.Time
-	probes    int // half-open probes in flight
-	probeOK   int // half-open probes that succeeded
+	gen       uint64 // counts the times the breaker opened: probes carry it
+	probes    int    // this opening's half-open probes in flight
+	probeOK   int    // this opening's half-open probes that succeeded
 }
 
 // BreakerState is a backend's circuit breaker state.
@@ -260,29 +262,44 @@ func (b *Backend) excluded(now time.Time) (bool, time.Time) {
 }
 
 // allow reports whether b's breaker lets a request through at now, and
-// whether it goes as a half-open probe (whose outcome must be recorded).
-func (b *Backend) allow(now time.Time, br *Breaker) (ok, probe bool) {
+// if it goes as a half-open probe, the opening it probes (else 0), for
+// record or release.
+func (b *Backend) allow(now time.Time, br *Breaker) (ok bool, probe uint64) {
 	if br == nil {
-		return true, false
+		return true, 0
 	}
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
 	switch b.h.state(now) {
 	case Closed:
-		return true, false
+		return true, 0
 	case Open:
-		return false, false
+		return false, 0
 	}
 	if b.h.probes >= br.HalfOpenProbes {
-		return false, false
+		return false, 0
 	}
 	b.h.probes++
-	return true, true
+	return true, b.h.gen
+}
+
+// current reports whether probe is one of the breaker's half-open probes
+// now: a probe of an earlier opening, or one still out when the breaker
+// closed, is not. Called with b.hmu held.
+func (h *health) current(probe uint64) bool { return probe != 0 && probe == h.gen && h.open }
+
+// release gives back a half-open probe that was not sent.
+func (b *Backend) release(probe uint64) {
+	b.hmu.Lock()
+	if b.h.current(probe) {
+		b.h.probes--
+	}
+	b.hmu.Unlock()
 }
 
 // record counts a try's outcome towards b's ejection and breaker, and
 // ejects b or trips its breaker if it should.
-func (r *Router) record(b *Backend, now time.Time, o outcome, probe bool) {
+func (r *Router) record(b *Backend, now time.Time, o outcome, probe uint64) {
 	od, br := r.o.outlier, r.o.breaker
 	if od == nil && br == nil {
 		return
@@ -306,11 +323,12 @@ func (r *Router) record(b *Backend, now time.Time, o outcome, probe bool) {
 	}
 	if br != nil {
 		switch {
-		case probe:
+		case h.current(probe):
 			h.probes--
 			switch o {
-			case failed:
-				h.openUntil, h.probeOK = now.Add(br.OpenFor), 0
+			case failed: // open again, for another OpenFor
+				h.openUntil, h.probes, h.probeOK = now.Add(br.OpenFor), 0, 0
+				h.gen++
 				b.trips.Add(1)
 				changed = true
 			case succeeded:
@@ -326,6 +344,7 @@ func (r *Router) record(b *Backend, now time.Time, o outcome, probe bool) {
 			h.bwin.add(now, o == failed)
 			if n, f := h.bwin.counts(now); n >= br.MinRequests && float64(f) >= br.FailureRate*float64(n) {
 				h.open, h.openUntil, h.probes, h.probeOK = true, now.Add(br.OpenFor), 0, 0
+				h.gen++
 				b.trips.Add(1)
 				changed = true
 			}
@@ -362,6 +381,9 @@ func (r *Router) eject(b *Backend, now time.Time) bool {
 	b.hmu.Lock()
 	defer b.hmu.Unlock()
 	h := &b.h
+	if now.Before(h.ejectedUntil) {
+		return false // another failure ejected it meanwhile
+	}
 	if !h.ejectedUntil.IsZero() && now.Sub(h.ejectedUntil) > od.MaxEjection {
 		h.ejections = 0 // healthy long enough: the backoff starts again
 	}
@@ -420,13 +442,22 @@ func (r *Router) view(s *backendSet, now time.Time) *view {
 	if v.expires.IsZero() || now.Before(v.expires) {
 		return v
 	}
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
+	if v = s.view.Load(); v.expires.IsZero() || now.Before(v.expires) {
+		return v // made again meanwhile
+	}
 	v = makeView(s, now)
 	s.view.Store(v)
 	return v
 }
 
-// remake makes the view again after a backend's state changed.
+// remake makes the view again after a backend's state changed. Views are
+// made and stored one at a time, each after its change, so the last one
+// stored has seen every change.
 func (r *Router) remake() {
+	r.viewMu.Lock()
+	defer r.viewMu.Unlock()
 	s := r.set.Load()
 	s.view.Store(makeView(s, time.Now()))
 }
@@ -507,3 +538,18 @@ func (r *Router) checked(b *Backend, ok bool) {
 }
 
 func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }
+
+// without returns v without b, or v itself if b is not in it or is all
+// of it (a policy must have a backend to pick).
+func (v *view) without(b *Backend) *view {
+	i := slices.Index(v.list, b)
+	if i < 0 || len(v.list) == 1 {
+		return v
+	}
+	w := &view{list: make([]*Backend, 0, len(v.list)-1), out: map[*Backend]bool{b: true}, expires: v.expires}
+	w.list = append(append(w.list, v.list[:i]...), v.list[i+1:]...)
+	for o := range v.out {
+		w.out[o] = true
+	}
+	return w
+}

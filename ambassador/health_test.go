@@ -261,8 +261,11 @@ func TestBreakerBalancing(t *testing.T) {
 	var bad atomic.Bool
 	bad.Store(true)
 	s := map[string]*httptest.Server{"a": backend(t, "a", flaky(&bad)), "b": backend(t, "b", nil)}
-	r := newRouter(t, s, []string{"a", "b"}, WithBreaker(Breaker{MinRequests: 3, OpenFor: time.Minute}))
-	for r.Stats()[0].Breaker != Open {
+	r := newRouter(t, s, []string{"a", "b"}, WithPolicy(RoundRobin()), WithBreaker(Breaker{MinRequests: 3, OpenFor: time.Minute}))
+	for i := 0; r.Stats()[0].Breaker != Open; i++ {
+		if i > 100 {
+			t.Fatal("a's breaker did not open")
+		}
 		get(t, r.Proxy(), "/")
 	}
 	if got := spread(t, r.Proxy(), 20); got["b"] != 20 {

@@ -5,6 +5,7 @@ import (
 	"github.com/distkit/distkit/internal/budget"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,7 +73,7 @@ func WithHedge(c Hedge) Option {
 // Linkerd's does.
 func WithBudget(b Budget) Option {
 	return func(o *options) error {
-		if b == nil {
+		if v := reflect.ValueOf(b); b == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 			return invalid("WithBudget: nil budget")
 		}
 		o.budget = b

@@ -146,8 +146,9 @@ func teTrailers(h http.Header) bool {
 // gets the status and a reason, but not the error itself, which may name
 // internal addresses or the request's key: that goes to the log.
 func (p proxy) fail(w http.ResponseWriter, in *http.Request, err error) {
-	if in.Context().Err() != nil {
-		// The client went away: there is no one to answer.
+	if errors.Is(in.Context().Err(), context.Canceled) {
+		// The client went away: there is no one to answer. (A deadline
+		// set on the request by a middleware is answered, with a 504.)
 		p.r.o.log.Debug("ambassador: client gone", zap.String("path", in.URL.Path), zap.Error(err))
 		return
 	}

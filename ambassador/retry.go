@@ -48,8 +48,8 @@ func (c *Retry) check() error {
 		return invalid("Retry.Attempts %d: want 2 to 10", c.Attempts)
 	case c.PerTry < 0:
 		return invalid("Retry.PerTry %v: want 0 (none) or more", c.PerTry)
-	case c.Backoff < 0:
-		return invalid("Retry.Backoff %v: want 0 or more", c.Backoff)
+	case c.Backoff < 0 || c.Backoff > time.Minute:
+		return invalid("Retry.Backoff %v: want 0 to 1m", c.Backoff)
 	}
 	c.Statuses = slices.Clone(c.Statuses)
 	for _, st := range c.Statuses {
@@ -208,14 +208,12 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		defer hedgeT.Stop()
 		hedgeC = hedgeT.C
 	}
-	start := func(kind int) error {
-		b, probe, err := r.pick(out, s, last)
-		if err != nil {
-			return err
-		}
+	// launch sends a try to b, which pick chose for it.
+	launch := func(b *Backend, probe uint64, kind int) error {
 		req := new(http.Request)
 		*req = *out
 		if bodyConsumed && out.Body != nil && out.Body != http.NoBody {
+			var err error
 			if req.Body, err = out.GetBody(); err != nil {
 				b.release(probe)
 				return &BackendError{Backend: b.name, Err: err}
@@ -243,6 +241,23 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		}()
 		return nil
 	}
+	// extra picks a backend for a retry or hedge and takes it from the
+	// budget: a refusal is counted at at, the backend the request was
+	// slow or failed at.
+	extra := func(at *Backend) (*Backend, uint64, bool) {
+		b, probe, err := r.pick(out, s, last)
+		if err != nil {
+			return nil, 0, false
+		}
+		if !r.o.budget.Withdraw() {
+			b.release(probe)
+			at.refused.Add(1)
+			return nil, 0, false
+		}
+		return b, probe, true
+	}
+	// finish cancels the tries but win's (the one whose answer is
+	// returned, if any) and closes the answers no one will read.
 	finish := func(win int) {
 		for i, cancel := range cancels {
 			if i != win {
@@ -251,7 +266,11 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		}
 		c.end()
 	}
-	if err := start(kindFirst); err != nil {
+	b, probe, err := r.pick(out, s, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := launch(b, probe, kindFirst); err != nil {
 		return nil, err
 	}
 	for {
@@ -272,17 +291,24 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 			if running > 0 {
 				continue // a hedge may yet answer
 			}
-			if tries := len(cancels) - hedged; tries >= attempts || !r.wait(ctx, t.b, backoff, retried) {
-				finish(-1) // leaves failure.resp to the caller
+			d := backoff << min(retried, 10)
+			d = d/2 + rand.N(d/2+1)
+			if len(cancels)-hedged >= attempts || !timeFor(ctx, d) {
+				finish(failure.i)
+				return failure.resp, failure.err
+			}
+			b, probe, ok := extra(t.b)
+			if !ok || !sleep(ctx, d) {
+				if ok {
+					b.release(probe)
+				}
+				finish(failure.i)
 				return failure.resp, failure.err
 			}
 			retried++
-			if err := start(kindRetry); err != nil {
-				finish(-1)
-				if failure.resp != nil {
-					return failure.resp, nil
-				}
-				return nil, err
+			if err := launch(b, probe, kindRetry); err != nil {
+				finish(failure.i)
+				return failure.resp, failure.err
 			}
 			if hedgeT != nil {
 				hedgeT.Reset(he.After) // hedge the retry as the first
@@ -291,12 +317,9 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 			if hedged >= hedges || running == 0 {
 				continue
 			}
-			if !r.o.budget.Withdraw() {
-				first.refused.Add(1)
-				continue
-			}
-			if err := start(kindHedge); err != nil {
-				continue // nowhere to hedge to: the tries out go on
+			b, probe, ok := extra(first)
+			if !ok || launch(b, probe, kindHedge) != nil {
+				continue // the tries out go on
 			}
 			hedged++
 			if hedged < hedges {
@@ -327,21 +350,17 @@ func (r *Router) again(ctx context.Context, t tryResult) bool {
 	return false
 }
 
-// wait waits out the backoff before retry number n+1 of a try that
-// failed at b, and reports whether the retry may go: within the
-// request's deadline and the budget.
-func (r *Router) wait(ctx context.Context, b *Backend, backoff time.Duration, n int) bool {
-	d := backoff << min(n, 10)
-	d = d/2 + rand.N(d/2+1)
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
-		return false // no time left for a try
-	}
-	if !r.o.budget.Withdraw() {
-		b.refused.Add(1)
-		return false
-	}
-	if d == 0 {
-		return true
+// timeFor reports whether a try may start after d: within the request's
+// deadline.
+func timeFor(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > d
+}
+
+// sleep waits d, or until ctx is done, and reports whether it was d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

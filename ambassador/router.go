@@ -24,6 +24,7 @@ type Router struct {
 	set     atomic.Pointer[backendSet]
 	mu      sync.Mutex // serializes SetBackends
 	ejectMu sync.Mutex // serializes ejections, to keep their cap
+	viewMu  sync.Mutex // serializes making and storing views
 
 	closing   context.Context // done when Close is called
 	close     context.CancelFunc
@@ -69,7 +70,8 @@ func New(backends []BackendConfig, opts ...Option) (*Router, error) {
 // Close stops the Router's health checks and shadow copies, and closes
 // the idle connections of its transport, if it has a
 // CloseIdleConnections method. The Router still routes requests after,
-// without health checks or shadowing.
+// without health checks (the backends they had taken out are back in)
+// or shadowing.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
 		r.close()
@@ -77,6 +79,14 @@ func (r *Router) Close() error {
 		if r.o.shadow != nil {
 			r.o.shadow.wait()
 		}
+		// With no checks to bring them back, backends the checks took
+		// out come back now.
+		for _, b := range r.set.Load().list {
+			b.hmu.Lock()
+			b.h.down, b.h.checkRun = false, 0
+			b.hmu.Unlock()
+		}
+		r.remake()
 		if c, ok := r.o.transport.(interface{ CloseIdleConnections() }); ok {
 			c.CloseIdleConnections()
 		}
@@ -95,7 +105,10 @@ func (r *Router) SetBackends(backends []BackendConfig) error {
 	if err != nil {
 		return err
 	}
+	r.viewMu.Lock() // a state change meanwhile must reach the new set's view
+	s.view.Store(makeView(s, time.Now()))
 	r.set.Store(s)
+	r.viewMu.Unlock()
 	// Connections kept to backends that are gone would stay open forever.
 	if h, ok := r.o.transport.(*h1Transport); ok && old != nil {
 		kept := map[string]bool{}
@@ -176,39 +189,46 @@ func (r *Router) send(out *http.Request) (*http.Response, error) {
 }
 
 // pick asks the policy for a backend for out that its breaker lets
-// through, and other than avoid (the last one tried) if the policy
-// offers another; probe reports a half-open breaker's probe.
-func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Backend, probe bool, err error) {
+// through, other than avoid (the last one tried) if the policy offers
+// another. A backend the breaker refuses is taken out of the policy's
+// choice and the policy asked again. probe is the breaker opening a
+// half-open probe is for, else 0.
+func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Backend, probe uint64, err error) {
 	var now time.Time
 	v := s.view.Load()
 	if !v.expires.IsZero() || r.o.breaker != nil {
 		now = time.Now()
 		v = r.view(s, now)
 	}
-	var refused *Backend
-	for i := range 3 {
+	if avoid != nil {
+		v = v.without(avoid)
+	}
+	for {
 		b, err := r.o.policy.Pick(out, Backends{s, v})
 		if err != nil {
-			return nil, false, err
+			return nil, 0, err
 		}
 		if b == nil {
-			return nil, false, errors.New("ambassador: the policy picked no backend")
+			return nil, 0, errors.New("ambassador: the policy picked no backend")
 		}
-		if b == avoid && i < 2 && len(v.list) > 1 {
-			continue
-		}
-		if ok, probe := b.allow(now, r.o.breaker); ok {
+		ok, probe := b.allow(now, r.o.breaker)
+		if ok {
 			return b, probe, nil
 		}
-		refused = b
+		w := v.without(b)
+		if w == v {
+			// The policy picks outside the view (Sharded), or b was the
+			// last in it: the request has nowhere else to go.
+			return nil, 0, &BackendError{Backend: b.name, Err: ErrCircuitOpen}
+		}
+		v = w
 	}
-	return nil, false, &BackendError{Backend: refused.name, Err: ErrCircuitOpen}
 }
 
 // try sends req to b, and counts how it went. cancel, if not nil, is the
 // try's own context's, which perTry (if not 0) cancels with ErrTryTimeout
 // when response headers are late, and closing the body cancels.
-func (r *Router) try(req *http.Request, b *Backend, probe bool, cancel context.CancelCauseFunc, perTry time.Duration) (*http.Response, error) {
+func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context.CancelCauseFunc, perTry time.Duration) (*http.Response, error) {
 	req.URL = backendURL(b, req.URL)
 	var timer *time.Timer
 	if perTry > 0 {
@@ -242,24 +262,17 @@ func (r *Router) try(req *http.Request, b *Backend, probe bool, cancel context.C
 		r.record(b, now, o, probe)
 		return nil, &BackendError{Backend: b.name, Err: err}
 	}
-	b.observe(now, now.Sub(start))
-	o := succeeded
+	o, rtt := succeeded, now.Sub(start)
 	if resp.StatusCode >= 500 {
-		o = failed
+		// A backend that fails fast must not look fast, or latency-aware
+		// policies would send it more.
+		o, rtt = failed, max(rtt, penalty)
 		b.errors.Add(1)
 	}
+	b.observe(now, rtt)
 	r.record(b, now, o, probe)
 	resp.Body = &doneBody{ReadCloser: resp.Body, b: b, cancel: cancel}
 	return resp, nil
-}
-
-// release gives back a half-open probe that was not sent.
-func (b *Backend) release(probe bool) {
-	if probe {
-		b.hmu.Lock()
-		b.h.probes--
-		b.hmu.Unlock()
-	}
 }
 
 // backendURL returns u with b's scheme and host, and b's path before
