@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -279,5 +280,21 @@ func TestProxyTimeout(t *testing.T) {
 	}
 	if code, _, body := get(t, r.Proxy(), "/"); code != 504 || body != "Gateway Timeout: the backend did not answer in time\n" {
 		t.Fatalf("a backend past the header timeout: %d %q", code, body)
+	}
+}
+
+// A deadline a middleware put on the request is answered with a 504,
+// not left for net/http to send as an empty 200.
+func TestProxyInboundDeadline(t *testing.T) {
+	var gone atomic.Int32
+	s := map[string]*httptest.Server{"a": backend(t, "a", slow(5*time.Second, &gone))}
+	r := newRouter(t, s, []string{"a"})
+	h := http.HandlerFunc(func(w http.ResponseWriter, in *http.Request) {
+		ctx, cancel := context.WithTimeout(in.Context(), 50*time.Millisecond)
+		defer cancel()
+		r.Proxy().ServeHTTP(w, in.WithContext(ctx))
+	})
+	if code, _, body := get(t, h, "/"); code != 504 {
+		t.Fatalf("%d %q, want 504", code, body)
 	}
 }
