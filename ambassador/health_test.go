@@ -60,7 +60,8 @@ func TestOutlierEjection(t *testing.T) {
 	}
 	bad.Store(false)
 	waitFor(t, "c to come back", func() bool { return !r.Stats()[2].Ejected })
-	if out := time.Since(ejectedAt); out < base {
+	// ejectedAt is taken a little after the ejection: allow for it.
+	if out := time.Since(ejectedAt); out < base*9/10 {
 		t.Fatalf("c was out %v, want %v", out, base)
 	}
 	if got := spread(t, h, 30); got["c"] != 10 {
@@ -74,7 +75,7 @@ func TestOutlierEjection(t *testing.T) {
 	ejectedAt = time.Now()
 	bad.Store(false)
 	waitFor(t, "c to come back again", func() bool { return !r.Stats()[2].Ejected })
-	if out := time.Since(ejectedAt); out < 2*base {
+	if out := time.Since(ejectedAt); out < 2*base*9/10 {
 		t.Fatalf("c was out %v the second time, want %v", out, 2*base)
 	}
 	if st := r.Stats()[2]; st.Ejections != 2 || st.Errors != 6 {

@@ -73,7 +73,7 @@ func WithHedge(c Hedge) Option {
 // Linkerd's does.
 func WithBudget(b Budget) Option {
 	return func(o *options) error {
-		if v := reflect.ValueOf(b); b == nil || v.Kind() == reflect.Pointer && v.IsNil() {
+		if isNil(b) {
 			return invalid("WithBudget: nil budget")
 		}
 		o.budget = b
@@ -196,4 +196,17 @@ func defaultTransport() *http.Transport {
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// isNil reports whether x is nil or a nil pointer, map, func or chan in
+// an interface: a value whose methods would fail at first use.
+func isNil(x any) bool {
+	if x == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(x); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func, reflect.Chan, reflect.Slice, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }

@@ -54,6 +54,19 @@ func RoundRobin() Policy {
 func WeightedRoundRobin() Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
 		v := bs.v
+		if v.parent != nil {
+			// A view for a retry or hedge, without a backend or two: its
+			// parent's schedule, passing over them.
+			p := v.parent
+			p.wrrOnce.Do(p.makeSchedule)
+			n := bs.s.next.Add(1) - 1
+			for i := range uint64(len(p.wrr)) {
+				if b := p.list[p.wrr[(n+i)%uint64(len(p.wrr))]]; !v.out[b] {
+					return b, nil
+				}
+			}
+			return v.list[0], nil // not reached: the view is not empty
+		}
 		v.wrrOnce.Do(v.makeSchedule)
 		n := bs.s.next.Add(1) - 1
 		return v.list[v.wrr[n%uint64(len(v.wrr))]], nil

@@ -297,11 +297,14 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 				finish(failure.i)
 				return failure.resp, failure.err
 			}
+			if !sleep(ctx, d) {
+				finish(failure.i)
+				return failure.resp, failure.err
+			}
+			// Picked after the backoff, so that what changed meanwhile (a
+			// breaker opened, a backend ejected) counts.
 			b, probe, ok := extra(t.b)
-			if !ok || !sleep(ctx, d) {
-				if ok {
-					b.release(probe)
-				}
+			if !ok {
 				finish(failure.i)
 				return failure.resp, failure.err
 			}

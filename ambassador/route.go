@@ -78,7 +78,7 @@ type Locator interface {
 // ErrNoKey (400 from the Proxy); a key loc cannot place, or places on a
 // backend the Router does not have, fails with a 502 that says so.
 func Sharded(key KeyFunc, loc Locator) (Policy, error) {
-	if key == nil || loc == nil {
+	if key == nil || isNil(loc) {
 		return nil, invalid("Sharded: nil key function or locator")
 	}
 	return PolicyFunc(func(r *http.Request, bs Backends) (*Backend, error) {

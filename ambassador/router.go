@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,6 +204,7 @@ func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Back
 	if avoid != nil {
 		v = v.without(avoid)
 	}
+	var refused []*Backend
 	for {
 		b, err := r.o.policy.Pick(out, Backends{s, v})
 		if err != nil {
@@ -211,17 +213,17 @@ func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Back
 		if b == nil {
 			return nil, 0, errors.New("ambassador: the policy picked no backend")
 		}
+		if slices.Contains(refused, b) || len(refused) > len(s.list) {
+			// The policy has nothing else to offer (Sharded: the key's
+			// backend, or the last one in the view).
+			return nil, 0, &BackendError{Backend: b.name, Err: ErrCircuitOpen}
+		}
 		ok, probe := b.allow(now, r.o.breaker)
 		if ok {
 			return b, probe, nil
 		}
-		w := v.without(b)
-		if w == v {
-			// The policy picks outside the view (Sharded), or b was the
-			// last in it: the request has nowhere else to go.
-			return nil, 0, &BackendError{Backend: b.name, Err: ErrCircuitOpen}
-		}
-		v = w
+		refused = append(refused, b)
+		v = v.without(b)
 	}
 }
 

@@ -28,7 +28,8 @@ type Shadow struct {
 	// Fraction is the share of requests copied, more than 0 and at most 1.
 	// Default 1.
 	Fraction float64
-	// MaxInFlight bounds the copies out at once. Default 64.
+	// MaxInFlight bounds the copies out at once, at most 10000. Default
+	// 64.
 	MaxInFlight int
 	// Timeout bounds each copy, answer included. Default 5 s.
 	Timeout time.Duration
@@ -40,6 +41,9 @@ type ShadowStats struct {
 	Dropped uint64 // copies not sent: MaxInFlight were out
 	Errors  uint64 // copies that failed or got a 5xx
 }
+
+// maxShadowInFlight bounds Shadow.MaxInFlight: Close takes every slot.
+const maxShadowInFlight = 10000
 
 type shadow struct {
 	c    Shadow
@@ -59,8 +63,8 @@ func (c *Shadow) check() (*shadow, error) {
 		return nil, invalid("Shadow.URL %q: want http or https with a host", c.URL)
 	case !(c.Fraction > 0 && c.Fraction <= 1):
 		return nil, invalid("Shadow.Fraction %v: want more than 0 and at most 1", c.Fraction)
-	case c.MaxInFlight < 1:
-		return nil, invalid("Shadow.MaxInFlight %d: want 1 or more", c.MaxInFlight)
+	case c.MaxInFlight < 1 || c.MaxInFlight > maxShadowInFlight:
+		return nil, invalid("Shadow.MaxInFlight %d: want 1 to %d", c.MaxInFlight, maxShadowInFlight)
 	case c.Timeout <= 0:
 		return nil, invalid("Shadow.Timeout %v: want more than 0", c.Timeout)
 	}
@@ -102,6 +106,9 @@ func (sh *shadow) wait() {
 // mirror returns.
 func (r *Router) mirror(out *http.Request) {
 	sh := r.o.shadow
+	if r.closing.Err() != nil {
+		return // closed: no more shadowing
+	}
 	if sh.c.Fraction < 1 && rand.Float64() >= sh.c.Fraction {
 		return
 	}
@@ -135,6 +142,9 @@ func (r *Router) mirror(out *http.Request) {
 		defer cancel()
 		resp, err := r.o.transport.RoundTrip(req)
 		if err != nil {
+			if r.closing.Err() != nil {
+				return // cut short by Close: no fault of the shadow's
+			}
 			sh.errors.Add(1)
 			r.o.log.Debug("ambassador: shadow copy failed", zap.Error(err))
 			return

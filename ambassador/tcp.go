@@ -25,8 +25,10 @@ import (
 // the connection's first bytes (a Redis command's key, a protocol's
 // hello). Make one with NewForwarder; it is safe for concurrent use.
 type Forwarder struct {
-	c   ForwarderConfig
-	set atomic.Pointer[tcpSet]
+	c       ForwarderConfig
+	set     atomic.Pointer[tcpSet]
+	closing context.Context // done when Close is called: ends dials
+	close   context.CancelFunc
 
 	mu        sync.Mutex
 	closed    bool
@@ -49,6 +51,10 @@ type ForwarderConfig struct {
 	MaxKeyBytes int
 	// KeyTimeout bounds the wait for the key's bytes. Default 5 s.
 	KeyTimeout time.Duration
+	// HandshakeTimeout bounds a client's TLS handshake, when Serve's
+	// listener is a tls.NewListener: it is done before the backend is
+	// dialed. Default 10 s.
+	HandshakeTimeout time.Duration
 	// DialTimeout bounds each dial to a backend. Default 5 s.
 	DialTimeout time.Duration
 	// TLS, if not nil, is the configuration for TLS to the backends. For
@@ -94,21 +100,26 @@ func NewForwarder(c ForwarderConfig) (*Forwarder, error) {
 	def(&c.MaxKeyBytes, 4<<10)
 	def(&c.KeyTimeout, 5*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
+	def(&c.HandshakeTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
 	switch {
-	case (c.Key == nil) != (c.Locator == nil):
-		return nil, invalid("ForwarderConfig: Key and Locator go together")
+	case (c.Key == nil) != isNil(c.Locator):
+		return nil, invalid("ForwarderConfig: Key and Locator go together (a nil pointer is no Locator)")
 	case c.MaxKeyBytes < 16 || c.MaxKeyBytes > 1<<20:
 		return nil, invalid("ForwarderConfig.MaxKeyBytes %d: want 16 to 1 MiB", c.MaxKeyBytes)
-	case c.KeyTimeout <= 0 || c.DialTimeout <= 0:
-		return nil, invalid("ForwarderConfig: KeyTimeout %v and DialTimeout %v: want more than 0", c.KeyTimeout, c.DialTimeout)
+	case c.KeyTimeout <= 0 || c.DialTimeout <= 0 || c.HandshakeTimeout <= 0:
+		return nil, invalid("ForwarderConfig: KeyTimeout %v, DialTimeout %v and HandshakeTimeout %v: want more than 0", c.KeyTimeout, c.DialTimeout, c.HandshakeTimeout)
 	}
 	if c.TLS != nil {
 		c.TLS = c.TLS.Clone()
 	}
+	if isNil(c.Locator) {
+		c.Locator = nil
+	}
 	f := &Forwarder{c: c, listeners: map[net.Listener]bool{}, conns: map[net.Conn]bool{}}
+	f.closing, f.close = context.WithCancel(context.Background())
 	if err := f.SetBackends(c.Backends); err != nil {
 		return nil, err
 	}
@@ -183,7 +194,9 @@ func (f *Forwarder) Serve(l net.Listener) error {
 				return ErrClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() { // out of file descriptors and the like: wait, as net/http does
+			var te interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Timeout() || errors.As(err, &te) && te.Temporary() {
+				// Out of file descriptors and the like: wait, as net/http does.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -191,18 +204,18 @@ func (f *Forwarder) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		if !f.track(c, true) {
+		if !f.track(c, true, true) {
 			c.Close()
 			return ErrClosed
 		}
-		f.wg.Add(1)
 		go f.forward(c)
 	}
 }
 
-// track adds c to the connections Close closes, or removes it; adding
-// fails once the Forwarder is closed.
-func (f *Forwarder) track(c net.Conn, add bool) bool {
+// track adds c to the connections Close closes (and, if work, a
+// goroutine for Close to wait for), or removes it; adding fails once the
+// Forwarder is closed.
+func (f *Forwarder) track(c net.Conn, add, work bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if add {
@@ -210,6 +223,9 @@ func (f *Forwarder) track(c net.Conn, add bool) bool {
 			return false
 		}
 		f.conns[c] = true
+		if work {
+			f.wg.Add(1) // under the lock: a Close after this waits for it
+		}
 	} else {
 		delete(f.conns, c)
 	}
@@ -221,6 +237,7 @@ func (f *Forwarder) track(c net.Conn, add bool) bool {
 func (f *Forwarder) Close() error {
 	f.mu.Lock()
 	f.closed = true
+	f.close()
 	for l := range f.listeners {
 		l.Close()
 	}
@@ -254,8 +271,19 @@ func (r *recorder) Read(p []byte) (int, error) {
 // forward serves one client connection.
 func (f *Forwarder) forward(c net.Conn) {
 	defer f.wg.Done()
-	defer f.track(c, false)
+	defer f.track(c, false, false)
 	defer c.Close()
+	if tc, ok := c.(*tls.Conn); ok {
+		// Before the backend is dialed: a client that does not shake
+		// hands costs nothing more.
+		ctx, cancel := context.WithTimeout(f.closing, f.c.HandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			f.c.Logger.Debug("ambassador: a client's TLS handshake failed", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
+			return
+		}
+	}
 	var first []byte
 	var key string
 	if f.c.Key != nil {
@@ -275,11 +303,11 @@ func (f *Forwarder) forward(c net.Conn) {
 		return
 	}
 	defer b.open.Add(-1)
-	if !f.track(bc, true) {
+	if !f.track(bc, true, false) {
 		bc.Close()
 		return
 	}
-	defer f.track(bc, false)
+	defer f.track(bc, false, false)
 	defer bc.Close()
 	if len(first) > 0 {
 		if _, err := bc.Write(first); err != nil {
@@ -290,27 +318,35 @@ func (f *Forwarder) forward(c net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n, _ := copyConn(bc, c)
-		b.bytesIn.Add(uint64(n))
+		copyConn(bc, c, &b.bytesIn)
 	}()
-	n, _ := copyConn(c, bc)
-	b.bytesOut.Add(uint64(n))
+	copyConn(c, bc, &b.bytesOut)
 	<-done
 }
 
-// copyConn copies src to dst through a pooled buffer, then closes dst's
-// writing side (or all of dst, if it cannot half-close) so that the far
-// end sees the end of the stream; if dst goes, src is closed too.
-func copyConn(dst, src net.Conn) (int64, error) {
+// copyConn copies src to dst through a pooled buffer, counting the bytes
+// in n as they go, then closes dst's writing side so that the far end
+// sees the end of the stream; if that fails, or the copy did, both go.
+func copyConn(dst, src net.Conn, n *atomic.Uint64) {
 	bp := bufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
+	_, err := io.CopyBuffer(countWriter{dst, n}, onlyReader{src}, *bp)
 	bufPool.Put(bp)
-	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
-		cw.CloseWrite()
-	} else {
-		dst.Close()
-		src.Close()
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil && cw.CloseWrite() == nil {
+		return
 	}
+	dst.Close()
+	src.Close()
+}
+
+// countWriter counts what it writes.
+type countWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(uint64(n))
 	return n, err
 }
 
@@ -338,9 +374,9 @@ func (f *Forwarder) dial(key string) (*tcpBackend, net.Conn, error) {
 			b = pickConn(s.list, tried)
 		}
 		b.open.Add(1)
-		b.conns.Add(1)
 		c, err := f.dialOne(b)
 		if err == nil {
+			b.conns.Add(1)
 			return b, c, nil
 		}
 		b.open.Add(-1)
@@ -355,7 +391,7 @@ func (f *Forwarder) dial(key string) (*tcpBackend, net.Conn, error) {
 }
 
 func (f *Forwarder) dialOne(b *tcpBackend) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), f.c.DialTimeout)
+	ctx, cancel := context.WithTimeout(f.closing, f.c.DialTimeout)
 	defer cancel()
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
 	if f.c.TLS != nil {
