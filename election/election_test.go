@@ -428,3 +428,20 @@ func TestSnapshotCatchUp(t *testing.T) {
 		t.Fatalf("token after snapshot %d, before %d", l.Token(), last.Token())
 	}
 }
+
+// pastDeadline is a context whose deadline has passed but whose timer has
+// not fired yet: Err is still nil, as it briefly is for a real one.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A request made at its deadline fails; it used to come back with an
+// empty response and no error, which Join read as success (TestMutualTLS
+// saw a node without a certificate "join" about once in 80 runs on 386).
+func TestCallAtDeadline(t *testing.T) {
+	f := &forwarder{}
+	_, err := f.call(pastDeadline{context.Background()}, "127.0.0.1:1", &rpcRequest{Kind: rpcJoin, ID: "x"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call at its deadline: %v, want context.DeadlineExceeded", err)
+	}
+}

@@ -204,7 +204,10 @@ func (f *forwarder) call(ctx context.Context, addr string, req *rpcRequest) (rpc
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = int64(time.Until(dl))
 		if req.Timeout <= 0 {
-			return resp, ctx.Err()
+			// Not ctx.Err(): it may still be nil when the deadline has
+			// just passed, and a nil error with an empty response reads
+			// as success.
+			return resp, context.DeadlineExceeded
 		}
 	}
 	c, err := f.get(ctx, addr)
