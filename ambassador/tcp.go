@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -57,6 +58,11 @@ type ForwarderConfig struct {
 	HandshakeTimeout time.Duration
 	// DialTimeout bounds each dial to a backend. Default 5 s.
 	DialTimeout time.Duration
+	// IdleTimeout, if not zero, closes a forwarded connection that has
+	// carried no bytes either way for this long (a client or backend that
+	// went without closing, a half-closed connection whose other side never
+	// ends). Default: none.
+	IdleTimeout time.Duration
 	// TLS, if not nil, is the configuration for TLS to the backends. For
 	// TLS on the Forwarder's side, give Serve a tls.NewListener.
 	TLS *tls.Config
@@ -109,6 +115,8 @@ func NewForwarder(c ForwarderConfig) (*Forwarder, error) {
 		return nil, invalid("ForwarderConfig: Key and Locator go together (a nil pointer is no Locator)")
 	case c.MaxKeyBytes < 16 || c.MaxKeyBytes > 1<<20:
 		return nil, invalid("ForwarderConfig.MaxKeyBytes %d: want 16 to 1 MiB", c.MaxKeyBytes)
+	case c.IdleTimeout < 0:
+		return nil, invalid("ForwarderConfig.IdleTimeout %v: want 0 (none) or more", c.IdleTimeout)
 	case c.KeyTimeout <= 0 || c.DialTimeout <= 0 || c.HandshakeTimeout <= 0:
 		return nil, invalid("ForwarderConfig: KeyTimeout %v, DialTimeout %v and HandshakeTimeout %v: want more than 0", c.KeyTimeout, c.DialTimeout, c.HandshakeTimeout)
 	}
@@ -315,21 +323,37 @@ func (f *Forwarder) forward(c net.Conn) {
 		}
 		b.bytesIn.Add(uint64(len(first)))
 	}
+	var last *atomic.Int64 // when bytes last went either way, if watched
+	if idle := f.c.IdleTimeout; idle > 0 {
+		last = new(atomic.Int64)
+		last.Store(time.Now().UnixNano())
+		var t *time.Timer
+		t = time.AfterFunc(math.MaxInt64, func() { // not before the Reset below
+			if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
+				t.Reset(idle - quiet)
+				return
+			}
+			c.Close()
+			bc.Close()
+		})
+		t.Reset(idle)
+		defer t.Stop()
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyConn(bc, c, &b.bytesIn)
+		copyConn(bc, c, &b.bytesIn, last)
 	}()
-	copyConn(c, bc, &b.bytesOut)
+	copyConn(c, bc, &b.bytesOut, last)
 	<-done
 }
 
 // copyConn copies src to dst through a pooled buffer, counting the bytes
-// in n as they go, then closes dst's writing side so that the far end
+// in n as they go (and noting when in last, if not nil), then closes dst's writing side so that the far end
 // sees the end of the stream; if that fails, or the copy did, both go.
-func copyConn(dst, src net.Conn, n *atomic.Uint64) {
+func copyConn(dst, src net.Conn, n *atomic.Uint64, last *atomic.Int64) {
 	bp := bufPool.Get().(*[]byte)
-	_, err := io.CopyBuffer(countWriter{dst, n}, onlyReader{src}, *bp)
+	_, err := io.CopyBuffer(countWriter{dst, n, last}, onlyReader{src}, *bp)
 	bufPool.Put(bp)
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil && cw.CloseWrite() == nil {
 		return
@@ -338,15 +362,19 @@ func copyConn(dst, src net.Conn, n *atomic.Uint64) {
 	src.Close()
 }
 
-// countWriter counts what it writes.
+// countWriter counts what it writes, and notes when in last, if not nil.
 type countWriter struct {
-	w io.Writer
-	n *atomic.Uint64
+	w    io.Writer
+	n    *atomic.Uint64
+	last *atomic.Int64
 }
 
 func (c countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(uint64(n))
+	if c.last != nil {
+		c.last.Store(time.Now().UnixNano())
+	}
 	return n, err
 }
 

@@ -242,3 +242,44 @@ func TestForwarderConfig(t *testing.T) {
 		t.Fatalf("no backends: %v", err)
 	}
 }
+
+// IdleTimeout closes a connection quiet both ways for that long, and
+// leaves one that carries bytes open.
+func TestForwarderIdleTimeout(t *testing.T) {
+	f, err := NewForwarder(ForwarderConfig{Backends: []TCPBackend{{Addr: echoServer(t, "a", nil)}}, IdleTimeout: 150 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, f, nil)
+	open := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if line, _ := br.ReadString('\n'); line != "a\n" {
+			t.Fatalf("read %q", line)
+		}
+		return c, br
+	}
+	busy, busyR := open()
+	quiet, quietR := open()
+	start := time.Now()
+	for time.Since(start) < 500*time.Millisecond { // busy talks every 50 ms
+		io.WriteString(busy, "x\n")
+		if line, err := busyR.ReadString('\n'); line != "x\n" {
+			t.Fatalf("busy connection after %v: %q, %v", time.Since(start), line, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	quiet.SetDeadline(time.Now().Add(time.Second))
+	var ne net.Error
+	if _, err := quietR.ReadByte(); err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the quiet connection is still open: %v", err)
+	}
+	if _, err := NewForwarder(ForwarderConfig{IdleTimeout: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("IdleTimeout -1: %v", err)
+	}
+}
