@@ -378,6 +378,12 @@ func TestReview2ForwarderStatsBytesWhileOpen(t *testing.T) {
 			t.Fatalf("read %q, %v; want %q", line, err, want)
 		}
 	}
+	// A chunk is counted just after it is written: the client may read it
+	// first.
+	deadline := time.Now().Add(2 * time.Second)
+	for st := f.Stats()[0]; (st.BytesIn != 5 || st.BytesOut != 7) && time.Now().Before(deadline); st = f.Stats()[0] {
+		time.Sleep(time.Millisecond)
+	}
 	if st := f.Stats()[0]; st.BytesIn != 5 || st.BytesOut != 7 {
 		t.Fatalf("5 bytes went in and 7 out of an open connection; Stats say %+v", st)
 	}
