@@ -93,7 +93,9 @@ func TestShadowFraction(t *testing.T) {
 	for range total {
 		get(t, r.Proxy(), "/")
 	}
-	r.Close() // waits for the copies
+	// Close would cancel copies still out: wait for them.
+	waitFor(t, "the copies", func() bool { return uint64(n.Load()) == r.ShadowStats().Sent })
+	r.Close()
 	sd := math.Sqrt(total * 0.2 * 0.8)
 	if got := float64(n.Load()); math.Abs(got-200) > 5*sd {
 		t.Fatalf("%v of %d copied, want 200 ± %.0f", got, total, 5*sd)
