@@ -48,7 +48,7 @@ func TestFaults(t *testing.T) {
 	n := faultnet.New(1)
 	r := faultCluster(t, n, WithPolicy(RoundRobin()),
 		WithRetry(Retry{Attempts: 3, PerTry: 100 * time.Millisecond, Backoff: time.Millisecond}),
-		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 2, BaseEjection: 300 * time.Millisecond, MaxEjectedPercent: 34}))
+		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 2, BaseEjection: time.Second, MaxEjectedPercent: 34}))
 	c := &http.Client{Transport: r.Transport()}
 	phase := func(name string, reqs int) map[string]int {
 		t.Helper()

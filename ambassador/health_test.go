@@ -46,7 +46,7 @@ func TestOutlierEjection(t *testing.T) {
 	var bad atomic.Bool
 	bad.Store(true)
 	s := map[string]*httptest.Server{"a": backend(t, "a", nil), "b": backend(t, "b", nil), "c": backend(t, "c", flaky(&bad))}
-	base := 150 * time.Millisecond
+	base := 400 * time.Millisecond // long enough for 30 requests on a loaded machine
 	r := newRouter(t, s, []string{"a", "b", "c"}, WithPolicy(RoundRobin()),
 		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 3, FailureRate: -1, BaseEjection: base, MaxEjection: time.Minute, MaxEjectedPercent: 50}))
 	h := r.Proxy()
@@ -192,7 +192,7 @@ func TestBreaker(t *testing.T) {
 			w.WriteHeader(500)
 		}
 	})}
-	openFor := 100 * time.Millisecond
+	openFor := 300 * time.Millisecond // long enough for the requests below on a loaded machine
 	r := newRouter(t, s, []string{"a"}, WithBreaker(Breaker{FailureRate: 0.5, MinRequests: 4, OpenFor: openFor, HalfOpenProbes: 1}))
 	h := r.Proxy()
 	bad.Store(true)
