@@ -148,9 +148,11 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), port)
 }
 
+// idempotent reports whether req may be sent twice to the same effect:
+// its method is idempotent by RFC 9110, or it carries an idempotency key.
 func idempotent(req *http.Request) bool {
 	switch req.Method {
-	case "", "GET", "HEAD", "OPTIONS", "TRACE":
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
 	_, k1 := req.Header["Idempotency-Key"]

@@ -509,7 +509,7 @@ func (r *Router) probe(ctx context.Context, b *Backend) bool {
 
 // checked counts one health check's result for b.
 func (r *Router) checked(b *Backend, ok bool) {
-	if ctxDone(r.closing) {
+	if r.closing.Err() != nil {
 		return // a check cut short by Close says nothing
 	}
 	hc := r.o.health
@@ -538,8 +538,6 @@ func (r *Router) checked(b *Backend, ok bool) {
 		r.remake()
 	}
 }
-
-func ctxDone(ctx context.Context) bool { return ctx.Err() != nil }
 
 // without returns v without b, or v itself if b is not in it or is all
 // of it (a policy must have a backend to pick).

@@ -28,19 +28,27 @@ func backend(t *testing.T, name string, h func(w http.ResponseWriter, r *http.Re
 }
 
 // newRouter makes a Router over servers named by their keys, in the order
-// of names, and closes its idle connections at the end of the test.
+// of names (see routerFor).
 func newRouter(t *testing.T, servers map[string]*httptest.Server, names []string, opts ...Option) *Router {
 	t.Helper()
 	var cs []BackendConfig
 	for _, n := range names {
 		cs = append(cs, BackendConfig{Name: n, URL: servers[n].URL})
 	}
+	return routerFor(t, cs, opts...)
+}
+
+// routerFor makes a Router over cs with a transport of its own, both
+// closed at the end of the test.
+func routerFor(t *testing.T, cs []BackendConfig, opts ...Option) *Router {
+	t.Helper()
 	tr := newH1Transport(defaultTransport())
 	t.Cleanup(tr.CloseIdleConnections)
 	r, err := New(cs, append([]Option{WithTransport(tr)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() })
 	return r
 }
 

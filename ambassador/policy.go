@@ -128,14 +128,19 @@ func p2c(cost func(*Backend) float64) Policy {
 		if len(l) == 1 {
 			return l[0], nil
 		}
-		i := rand.IntN(len(l))
-		j := rand.IntN(len(l) - 1)
-		if j >= i {
-			j++ // a second, other than the first
-		}
+		i, j := twoOf(len(l))
 		if a, b := l[i], l[j]; cost(b) < cost(a) {
 			return b, nil
 		}
 		return l[i], nil
 	})
+}
+
+// twoOf picks two different indexes below n (at least 2) at random.
+func twoOf(n int) (i, j int) {
+	i = rand.IntN(n)
+	if j = rand.IntN(n - 1); j >= i {
+		j++
+	}
+	return i, j
 }

@@ -112,16 +112,7 @@ var errLost = errors.New("ambassador: another try answered first")
 
 // replayable reports whether r may be sent more than once.
 func replayable(r *http.Request) bool {
-	switch r.Method {
-	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-	default:
-		if _, ok := r.Header["Idempotency-Key"]; !ok {
-			if _, ok := r.Header["X-Idempotency-Key"]; !ok {
-				return false
-			}
-		}
-	}
-	return r.Body == nil || r.Body == http.NoBody || r.GetBody != nil
+	return idempotent(r) && (r.Body == nil || r.Body == http.NoBody || r.GetBody != nil)
 }
 
 // tryResult is how one try ended.
@@ -341,7 +332,7 @@ const (
 // again reports whether t failed in a way worth another try.
 func (r *Router) again(ctx context.Context, t tryResult) bool {
 	switch {
-	case ctx.Err() != nil, r.o.retry == nil && r.o.hedge == nil:
+	case ctx.Err() != nil:
 		return false
 	case t.err != nil:
 		// Not sent (an open breaker, a body that could not be made again)

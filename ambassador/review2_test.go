@@ -31,30 +31,21 @@ func rv2Certs(t *testing.T) (server, client *tls.Config) {
 	return &tls.Config{Certificates: certs.TLS.Certificates}, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}
 }
 
-// rv2Backend is a TCP listener on 127.0.0.1 that runs handle on each
-// connection it accepts (in the accept loop) and reports each on the
-// returned channel. It stops at the end of the test, closing what
-// handle kept.
-func rv2Backend(t *testing.T, handle func(c net.Conn)) (string, <-chan struct{}) {
+// rv2Hold is a TCP backend on 127.0.0.1 that keeps every connection it
+// accepts open, saying nothing, until the end of the test, and reports
+// each on the returned channel.
+func rv2Hold(t *testing.T) (string, <-chan struct{}) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan struct{}, 100)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			handle(c)
-			accepted <- struct{}{}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
 		}
 	})
-	return l.Addr().String(), accepted
+	return tcpServer(t, nil, func(c net.Conn) { mu.Lock(); held = append(held, c); mu.Unlock() })
 }
 
 func rv2Wait(t *testing.T, ch <-chan struct{}, what string) {
@@ -77,7 +68,7 @@ func rv2Wait(t *testing.T, ch <-chan struct{}, what string) {
 // plain TCP listener the client sees the end of stream at once.
 func TestReview2ForwarderTLSBackendCloseNeverReachesClient(t *testing.T) {
 	serverConfig, clientConfig := rv2Certs(t)
-	addrB, accepted := rv2Backend(t, func(c net.Conn) { c.Close() }) // closes at once, says nothing
+	addrB, accepted := tcpServer(t, nil, func(c net.Conn) { c.Close() }) // closes at once, says nothing
 	f, err := NewForwarder(ForwarderConfig{Backends: []TCPBackend{{Addr: addrB}}})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +126,7 @@ func rv2StackHas(subs ...string) bool {
 // while Serve's track and then Close wait for it.
 func TestReview2ForwarderCloseRacesServe(t *testing.T) {
 	var dialed atomic.Bool
-	addrB, _ := rv2Backend(t, func(c net.Conn) { dialed.Store(true); c.Close() })
+	addrB, _ := tcpServer(t, nil, func(c net.Conn) { dialed.Store(true); c.Close() })
 	f, err := NewForwarder(ForwarderConfig{Backends: []TCPBackend{{Addr: addrB}}})
 	if err != nil {
 		t.Fatal(err)
@@ -193,16 +184,7 @@ func TestReview2ForwarderDialsBeforeClientHandshake(t *testing.T) {
 	serverConfig, _ := rv2Certs(t)
 	serverConfig.ClientAuth = tls.RequireAndVerifyClientCert
 	serverConfig.ClientCAs = x509.NewCertPool()
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	addrB, accepted := rv2Backend(t, func(c net.Conn) { mu.Lock(); held = append(held, c); mu.Unlock() })
+	addrB, accepted := rv2Hold(t)
 	f, err := NewForwarder(ForwarderConfig{Backends: []TCPBackend{{Addr: addrB}}})
 	if err != nil {
 		t.Fatal(err)
@@ -296,17 +278,7 @@ func TestReview2ForwarderServeGivesUpOnEMFILE(t *testing.T) {
 // DialTimeout (5 s by default, whatever the user set) after Close was
 // called.
 func TestReview2ForwarderCloseWaitsForDial(t *testing.T) {
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	// A backend that accepts but never answers the TLS handshake.
-	addrB, accepted := rv2Backend(t, func(c net.Conn) { mu.Lock(); held = append(held, c); mu.Unlock() })
+	addrB, accepted := rv2Hold(t) // accepts, but never answers the TLS handshake
 	f, err := NewForwarder(ForwarderConfig{Backends: []TCPBackend{{Addr: addrB}},
 		TLS: &tls.Config{RootCAs: x509.NewCertPool()}, DialTimeout: 3 * time.Second})
 	if err != nil {
@@ -414,7 +386,7 @@ func TestReview2PickSplitRefusedOutsideView(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rvRouter(t, []BackendConfig{{Name: "x", URL: x.URL}, {Name: "y", URL: y.URL}, {Name: "z", URL: z.URL}},
+	r := routerFor(t, []BackendConfig{{Name: "x", URL: x.URL}, {Name: "y", URL: y.URL}, {Name: "z", URL: z.URL}},
 		WithPolicy(split),
 		WithBreaker(Breaker{MinRequests: 1, FailureRate: 1, OpenFor: time.Minute}),
 		WithHealthCheck(HealthCheck{Interval: 20 * time.Millisecond, Unhealthy: 1, Healthy: 1}))
@@ -462,7 +434,7 @@ func TestReview2RetryBypassesBreakerOpenedDuringBackoff(t *testing.T) {
 		}
 		io.WriteString(w, "b")
 	})
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: a.URL}, {Name: "b", URL: b.URL}},
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: a.URL}, {Name: "b", URL: b.URL}},
 		WithPolicy(RoundRobin()),
 		WithRetry(Retry{Attempts: 2, Backoff: 800 * time.Millisecond}),
 		WithBreaker(Breaker{MinRequests: 1, FailureRate: 1, OpenFor: time.Minute}))

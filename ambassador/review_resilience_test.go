@@ -22,20 +22,6 @@ func rvDeadURL(t *testing.T) string {
 	return u
 }
 
-// rvRouter makes a Router over cs with its own transport, closed at the
-// end of the test.
-func rvRouter(t *testing.T, cs []BackendConfig, opts ...Option) *Router {
-	t.Helper()
-	tr := newH1Transport(defaultTransport())
-	t.Cleanup(tr.CloseIdleConnections)
-	r, err := New(cs, append([]Option{WithTransport(tr)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
 // With Retry (or Hedge) configured, a backend that refuses connections
 // must still be counted as failing: in Errors, by outlier detection, by
 // its breaker and in its latency. try cancels the try's own context
@@ -47,7 +33,7 @@ func TestReviewRetryCountsTransportErrors(t *testing.T) {
 	od := OutlierDetection{ConsecutiveFailures: 2, FailureRate: -1, BaseEjection: time.Minute, MaxEjectedPercent: 50}
 
 	// Without retries the failures count (the control).
-	plain := rvRouter(t, cs, WithPolicy(RoundRobin()), WithOutlierDetection(od))
+	plain := routerFor(t, cs, WithPolicy(RoundRobin()), WithOutlierDetection(od))
 	for range 6 {
 		get(t, plain.Proxy(), "/")
 	}
@@ -55,7 +41,7 @@ func TestReviewRetryCountsTransportErrors(t *testing.T) {
 		t.Fatalf("control without retries: dead's stats %+v, want errors and ejected", st)
 	}
 
-	r := rvRouter(t, cs, WithPolicy(RoundRobin()), WithOutlierDetection(od),
+	r := routerFor(t, cs, WithPolicy(RoundRobin()), WithOutlierDetection(od),
 		WithRetry(Retry{Backoff: time.Millisecond}))
 	for i := range 10 {
 		if code, from, _ := get(t, r.Proxy(), "/"); code != 200 || from != "ok" {
@@ -82,7 +68,7 @@ func TestReviewFinalRetryableAnswerReadable(t *testing.T) {
 		w.WriteHeader(503)
 		io.WriteString(w, big)
 	})
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: s.URL}}, WithRetry(Retry{Attempts: 2, Backoff: time.Millisecond}))
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: s.URL}}, WithRetry(Retry{Attempts: 2, Backoff: time.Millisecond}))
 
 	// Through the Transport: a POST is not retried, a GET is twice.
 	for _, method := range []string{"POST", "GET"} {
@@ -150,7 +136,7 @@ func TestReviewHalfOpenProbeOutFailsHealthyTraffic(t *testing.T) {
 		}
 		return bs.At(0), nil
 	})
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "b", URL: sb.URL}}, WithPolicy(preferA),
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "b", URL: sb.URL}}, WithPolicy(preferA),
 		WithBreaker(Breaker{MinRequests: 3, OpenFor: openFor, HalfOpenProbes: 1}))
 	h := r.Proxy()
 	for i := 0; r.Stats()[0].Breaker != Open; i++ {
@@ -193,7 +179,7 @@ func TestReviewRetryGoesElsewhereUnderPeakEWMA(t *testing.T) {
 		nb.Add(1)
 		time.Sleep(10 * time.Millisecond)
 	})
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "b", URL: sb.URL}},
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "b", URL: sb.URL}},
 		WithRetry(Retry{Attempts: 3, Backoff: time.Millisecond})) // default policy: PeakEWMA
 	h := r.Proxy()
 	failed := 0
@@ -225,7 +211,7 @@ func TestReviewConcurrentFailuresEjectOnce(t *testing.T) {
 	sa := backend(t, "a", nil)
 	base := 10 * time.Second
 	toC := PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) { return bs.Named("c"), nil })
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "c", URL: sc.URL}}, WithPolicy(toC),
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: sa.URL}, {Name: "c", URL: sc.URL}}, WithPolicy(toC),
 		WithOutlierDetection(OutlierDetection{ConsecutiveFailures: 1, FailureRate: -1, BaseEjection: base, MaxEjection: time.Hour}))
 	c := r.Backends()[1]
 
@@ -285,7 +271,7 @@ func TestReviewHalfOpenProbeCap(t *testing.T) {
 		}
 	})
 	openFor := 100 * time.Millisecond
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: s.URL}},
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: s.URL}},
 		WithBreaker(Breaker{FailureRate: 0.5, MinRequests: 2, OpenFor: openFor, HalfOpenProbes: 2}))
 	h := r.Proxy()
 	var wg sync.WaitGroup
@@ -408,7 +394,7 @@ func TestReviewBudgetSpentOnlyOnSentTries(t *testing.T) {
 	var n atomic.Int32
 	s := backend(t, "a", status(503, &n))
 	b := &rvCountingBudget{}
-	r := rvRouter(t, []BackendConfig{{Name: "a", URL: s.URL}}, WithBudget(b),
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: s.URL}}, WithBudget(b),
 		WithRetry(Retry{Backoff: time.Millisecond}),
 		WithBreaker(Breaker{MinRequests: 1, OpenFor: time.Minute}))
 	code, _, _ := get(t, r.Proxy(), "/")

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
@@ -327,8 +326,12 @@ func (f *Forwarder) forward(c net.Conn) {
 	if idle := f.c.IdleTimeout; idle > 0 {
 		last = new(atomic.Int64)
 		last.Store(time.Now().UnixNano())
+		var over atomic.Bool // the connection is done: the timer must not re-arm
 		var t *time.Timer
 		t = time.AfterFunc(math.MaxInt64, func() { // not before the Reset below
+			if over.Load() {
+				return
+			}
 			if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
 				t.Reset(idle - quiet)
 				return
@@ -338,6 +341,7 @@ func (f *Forwarder) forward(c net.Conn) {
 		})
 		t.Reset(idle)
 		defer t.Stop()
+		defer over.Store(true) // first, so that a callback running now stops
 	}
 	done := make(chan struct{})
 	go func() {
@@ -443,11 +447,7 @@ func pickConn(list, tried []*tcpBackend) *tcpBackend {
 	if len(left) == 1 {
 		return left[0]
 	}
-	i := rand.IntN(len(left))
-	j := rand.IntN(len(left) - 1)
-	if j >= i {
-		j++
-	}
+	i, j := twoOf(len(left))
 	if left[j].open.Load() < left[i].open.Load() {
 		return left[j]
 	}

@@ -15,10 +15,12 @@ import (
 	"time"
 )
 
-// echoServer is a TCP backend on 127.0.0.1 that answers each connection
-// with its name, then echoes what it reads and, at the client's end of
-// stream, writes "bye" and closes. It stops at the end of the test.
-func echoServer(t *testing.T, name string, tlsConfig *tls.Config) string {
+// tcpServer is a TCP backend on 127.0.0.1 (over TLS with tlsConfig, if
+// given) that runs handle on each connection it accepts, in a goroutine
+// of its own, and then reports the connection on the returned channel
+// (if there is room). handle owns the connection. It stops at the end of
+// the test, waiting for every handle.
+func tcpServer(t *testing.T, tlsConfig *tls.Config, handle func(c net.Conn)) (string, <-chan struct{}) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,6 +29,7 @@ func echoServer(t *testing.T, name string, tlsConfig *tls.Config) string {
 	if tlsConfig != nil {
 		l = tls.NewListener(l, tlsConfig)
 	}
+	accepted := make(chan struct{}, 100)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -36,15 +39,30 @@ func echoServer(t *testing.T, name string, tlsConfig *tls.Config) string {
 				return
 			}
 			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				io.WriteString(c, name+"\n")
-				io.Copy(c, c)
-				io.WriteString(c, "bye")
+				handle(c)
+				select {
+				case accepted <- struct{}{}:
+				default:
+				}
 			})
 		}
 	})
-	return l.Addr().String()
+	return l.Addr().String(), accepted
+}
+
+// echoServer is a TCP backend on 127.0.0.1 that answers each connection
+// with its name, then echoes what it reads and, at the client's end of
+// stream, writes "bye" and closes. It stops at the end of the test.
+func echoServer(t *testing.T, name string, tlsConfig *tls.Config) string {
+	t.Helper()
+	addr, _ := tcpServer(t, tlsConfig, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, name+"\n")
+		io.Copy(c, c)
+		io.WriteString(c, "bye")
+	})
+	return addr
 }
 
 // serve runs f on a listener on 127.0.0.1 (through wrap, if given) and
