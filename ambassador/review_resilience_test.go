@@ -361,10 +361,18 @@ func TestReviewConcurrentHealthChangesKeepViewFresh(t *testing.T) {
 		defer x.hmu.Unlock()
 		return x.h.down
 	}
+	// The round runs its checks in parallel, so wait for every backend's:
+	// one landing mid-loop would change b under the test's feet.
 	waitFor(t, "the first round of checks", func() bool {
-		a.hmu.Lock()
-		defer a.hmu.Unlock()
-		return a.h.checkRun > 0
+		for _, x := range bs {
+			x.hmu.Lock()
+			run := x.h.checkRun
+			x.hmu.Unlock()
+			if run <= 0 {
+				return false
+			}
+		}
+		return true
 	})
 	deadline := time.Now().Add(3 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
