@@ -6,7 +6,10 @@
 //	proxy backend
 //	proxy distkit  -backend http://127.0.0.1:PORT
 //	proxy httputil -backend http://127.0.0.1:PORT
+//	proxy min-nethttp|min-poller|min-blocking -backend 127.0.0.1:PORT
 //	proxy freeport
+//
+// The min- modes are lower bounds, described in floor.go.
 package main
 
 import (
@@ -23,12 +26,12 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: proxy backend|distkit|httputil|freeport [-backend URL] [-listen ADDR]")
+		fmt.Fprintln(os.Stderr, "usage: proxy backend|distkit|httputil|min-nethttp|min-poller|min-blocking|freeport [-backend URL] [-listen ADDR]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
 	fs := flag.NewFlagSet(mode, flag.ExitOnError)
-	backendURL := fs.String("backend", "", "the backend's URL, for distkit and httputil")
+	backendURL := fs.String("backend", "", "the backend's URL (host:port for the min- modes)")
 	listen := fs.String("listen", "127.0.0.1:0", "where to listen (loopback only)")
 	fs.Parse(os.Args[2:])
 
@@ -52,6 +55,13 @@ func main() {
 			fail(fmt.Errorf("-backend %q: want a URL", *backendURL))
 		}
 		h = httputil.NewSingleHostReverseProxy(u)
+	case "min-nethttp", "min-poller", "min-blocking":
+		l, err := net.Listen("tcp", *listen)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Println(l.Addr())
+		fail(floor(mode, l, *backendURL))
 	case "freeport":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

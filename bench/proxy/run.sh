@@ -10,9 +10,19 @@
 # Each proxy gets one core (taskset -c 1, GOMAXPROCS=1, one nginx worker);
 # wrk and the backend share the other. It installs nginx and wrk if they
 # are missing (apt-get, as root), and stops what it started by PID.
+#
+# ROUNDS=n (default 1) measures every path n times, in turn, and prints
+# the medians, with the lower quartile of p50 as p50_q1_us: this VM's
+# speed drifts by tens of percent within a minute, and interleaved rounds
+# let the paths share the drift. PATHS picks the paths (the default is the
+# four above; the floor modes of floor.go, min-nethttp, min-poller and
+# min-blocking, may be added) and CONNS the connection counts ("1 32").
 set -euo pipefail
 cd "$(dirname "$0")"
 DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-1}
+PATHS=${PATHS:-direct distkit httputil nginx}
+CONNS=${CONNS:-1 32}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
 	apt-get update -qq
@@ -47,10 +57,24 @@ start() {
 
 start backend 0 backend
 backend=$ADDR
-start distkit 1 distkit -backend "http://$backend"
-distkit=$ADDR
-start httputil 1 httputil -backend "http://$backend"
-httputil=$ADDR
+declare -A addr=([direct]=$backend)
+for path in $PATHS; do
+	case $path in
+	direct | nginx) ;;
+	distkit | httputil)
+		start "$path" 1 "$path" -backend "http://$backend"
+		addr[$path]=$ADDR
+		;;
+	min-nethttp | min-poller | min-blocking)
+		start "$path" 1 "$path" -backend "$backend"
+		addr[$path]=$ADDR
+		;;
+	*)
+		echo "unknown path $path" >&2
+		exit 2
+		;;
+	esac
+done
 
 nginx_port=$("$tmp/proxy" freeport)
 mkdir -p "$tmp/nginx"
@@ -88,7 +112,7 @@ for _ in $(seq 100); do
 	curl -fs "http://127.0.0.1:$nginx_port/" >/dev/null 2>&1 && break
 	sleep 0.05
 done
-nginx=127.0.0.1:$nginx_port
+addr[nginx]=127.0.0.1:$nginx_port
 
 # us converts wrk's "57.00us", "1.23ms" or "2.00s" to microseconds.
 us() {
@@ -98,24 +122,35 @@ us() {
 	}'
 }
 
-for path in direct distkit httputil nginx; do
-	case $path in
-	direct) addr=$backend ;;
-	distkit) addr=$distkit ;;
-	httputil) addr=$httputil ;;
-	nginx) addr=$nginx ;;
-	esac
-	taskset -c 0 wrk -t1 -c8 -d1s "http://$addr/" >/dev/null # warm up
-	for conns in 1 32; do
-		out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "http://$addr/")
-		if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
-			echo "$path: errors under load:" >&2
-			echo "$out" >&2
-			exit 1
-		fi
-		rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' <<<"$out")
-		p50=$(us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-		p99=$(us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-		echo "path=$path conns=$conns rps=$rps p50_us=$p50 p99_us=$p99"
+for path in $PATHS; do
+	taskset -c 0 wrk -t1 -c8 -d1s "http://${addr[$path]}/" >/dev/null # warm up
+done
+for round in $(seq "$ROUNDS"); do
+	for path in $PATHS; do
+		for conns in $CONNS; do
+			out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${DURATION}s" --latency "http://${addr[$path]}/")
+			if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
+				echo "$path: errors under load:" >&2
+				echo "$out" >&2
+				exit 1
+			fi
+			rps=$(awk '/^Requests\/sec:/ {printf "%d", $2}' <<<"$out")
+			p50=$(us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+			p99=$(us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+			echo "$path $conns $rps $p50 $p99" >>"$tmp/rounds"
+			[ "$ROUNDS" -gt 1 ] || echo "path=$path conns=$conns rps=$rps p50_us=$p50 p99_us=$p99"
+		done
+	done
+done
+[ "$ROUNDS" -gt 1 ] || exit 0
+
+# median COLUMN PATH CONNS, and q1 likewise: over the rounds.
+quantile() {
+	awk -v c="$2" -v p="$3" -v n="$4" '$1 == p && $2 == n {print $c}' "$tmp/rounds" | sort -n |
+		awk -v q="$1" '{v[NR] = $1} END {i = int((NR - 1) * q + 1); print v[i]}'
+}
+for path in $PATHS; do
+	for conns in $CONNS; do
+		echo "path=$path conns=$conns rps=$(quantile 0.5 3 "$path" "$conns") p50_us=$(quantile 0.5 4 "$path" "$conns") p99_us=$(quantile 0.5 5 "$path" "$conns") rounds=$ROUNDS p50_q1_us=$(quantile 0.25 4 "$path" "$conns")"
 	done
 done
