@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/distkit/distkit/internal/budget"
 )
@@ -313,7 +314,9 @@ func (d *doneBody) Close() error {
 // Transport returns the Router as an http.RoundTripper, for an
 // http.Client: each request goes to the backend its policy picks, with
 // the request's scheme and host replaced by the backend's. Errors are a
-// *BackendError or ErrNoBackends.
+// *BackendError, ErrNoBackends, or ErrInvalid for a request that cannot
+// be written: a method, header field name or value that could break a
+// line, as http.Transport also refuses.
 func (r *Router) Transport() http.RoundTripper { return transport{r} }
 
 type transport struct{ r *Router }
@@ -323,6 +326,10 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, invalid("request without a URL")
 	}
+	if err := checkFields(req); err != nil {
+		closeBody(req)
+		return nil, err
+	}
 	out := new(http.Request)
 	*out = *req // a RoundTripper must not change the request it is given
 	resp, err := t.r.send(out)
@@ -331,6 +338,35 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// checkFields refuses what http.Transport refuses before it writes a
+// request: a method or field name that is not a token, or a field value
+// with a control character. Written as they are, a line break in any of
+// them would start a header, or a whole request, of its own. (The Proxy's
+// requests need no check: net/http's server refuses the same on reading.)
+func checkFields(req *http.Request) error {
+	if req.Method != "" && !validMethod(req.Method) {
+		return invalid("method %q", req.Method)
+	}
+	for _, h := range [...]http.Header{req.Header, req.Trailer} {
+		for k, vs := range h {
+			if !httpguts.ValidHeaderFieldName(k) {
+				return invalid("header field name %q", k)
+			}
+			for _, v := range vs {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					return invalid("value of header field %q", k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// validMethod reports whether m is a token, as RFC 9110 has methods.
+func validMethod(m string) bool {
+	return strings.IndexFunc(m, func(c rune) bool { return !httpguts.IsTokenRune(c) }) < 0
 }
 
 func closeBody(r *http.Request) {
