@@ -2,6 +2,7 @@ package ambassador
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -23,6 +24,7 @@ type h1Transport struct {
 	headerTimeout time.Duration
 	idleTimeout   time.Duration
 	maxIdle       int
+	maxHead       int64 // bytes a response's head may take, 1xx heads each
 
 	mu   sync.Mutex
 	idle map[string][]*h1Conn // by host:port, most recent last
@@ -30,6 +32,7 @@ type h1Transport struct {
 
 type h1Conn struct {
 	c      net.Conn
+	lc     *limitedConn // under br: a hostile head cannot take unbounded memory
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time // when it was last put back
@@ -42,8 +45,40 @@ func newH1Transport(next *http.Transport) *h1Transport {
 		headerTimeout: next.ResponseHeaderTimeout,
 		idleTimeout:   next.IdleConnTimeout,
 		maxIdle:       next.MaxIdleConnsPerHost,
+		maxHead:       cmp.Or(next.MaxResponseHeaderBytes, 10<<20), // http.Transport's default
 		idle:          make(map[string][]*h1Conn),
 	}
+}
+
+// max1xx is how many informational answers may come before the real one,
+// as http.Transport allows.
+const max1xx = 5
+
+var (
+	errHeadTooLarge = errors.New("ambassador: response head too large")
+	errTooMany1xx   = errors.New("ambassador: too many 1xx responses")
+)
+
+// limitedConn reads from a connection, refusing to read more than left
+// bytes while a response head is read (left < 0: no limit).
+type limitedConn struct {
+	net.Conn
+	left int64
+}
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.Conn.Read(p)
+	}
+	if l.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.Conn.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // closeIdleTo closes the connections to addr kept for reuse: its backend
@@ -124,7 +159,8 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+	lc := &limitedConn{Conn: c, left: -1}
+	return &h1Conn{c: c, lc: lc, br: bufio.NewReaderSize(lc, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
 }
 
 // put keeps pc for reuse, or closes it if enough are kept.
@@ -185,18 +221,30 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *ht
 	if t.headerTimeout > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(t.headerTimeout))
 	}
-	for {
-		if _, err := pc.br.Peek(1); err != nil {
+	for n1xx := 0; ; n1xx++ {
+		// Each head may take maxHead bytes, counted from what the buffer
+		// still holds; the body that follows has no limit.
+		pc.lc.left = max(t.maxHead-int64(pc.br.Buffered()), 0)
+		_, err := pc.br.Peek(1)
+		if err != nil {
+			pc.lc.left = -1
 			return fail(err) // nothing came back: the request may go again
 		}
 		answered = true
 		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil && pc.lc.left == 0 {
+			err = errHeadTooLarge // whatever the cut-off line looked like
+		}
+		pc.lc.left = -1
 		if err != nil {
 			return fail(err)
 		}
 		// 1xx answers other than 101 come before the real one.
 		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
+		}
+		if n1xx == max1xx {
+			return fail(errTooMany1xx)
 		}
 	}
 	if t.headerTimeout > 0 {

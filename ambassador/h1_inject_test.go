@@ -2,9 +2,11 @@ package ambassador
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -71,4 +73,47 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A backend that answers with an endless head, or with 1xx answers that
+// never end, gets an error in bounded memory, not the proxy's heap.
+func TestH1HostileHeads(t *testing.T) {
+	cases := []struct {
+		name  string
+		first string // sent once, before line is sent over and over
+		line  string
+		want  error
+	}{
+		{"header lines", "HTTP/1.1 200 OK\r\n", "X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", errHeadTooLarge},
+		{"one long header", "HTTP/1.1 200 OK\r\nX-A: ", strings.Repeat("a", 64), errHeadTooLarge},
+		{"1xx answers", "", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", errTooMany1xx},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			addr, _ := tcpServer(t, nil, func(conn net.Conn) {
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				conn.Write([]byte(c.first))
+				more := []byte(strings.Repeat(c.line, 100))
+				for range 10000 { // bounded: 10k writes of 100 lines
+					if _, err := conn.Write(more); err != nil {
+						return
+					}
+				}
+			})
+			tr := newH1Transport(defaultTransport())
+			tr.maxHead = 64 << 10
+			defer tr.CloseIdleConnections()
+			resp, err := h1Get(t, tr, context.Background(), "http://"+addr+"/")
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("answered %d, want an error", resp.StatusCode)
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("error %v, want %v", err, c.want)
+			}
+		})
+	}
 }

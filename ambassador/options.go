@@ -145,8 +145,9 @@ func WithPolicy(p Policy) Option {
 // goroutines per connection, which on one core cost more than the
 // proxying), and https through an http.Transport; both keep up to 1024
 // idle connections per backend (the standard library's default of 2
-// makes a busy proxy dial for most requests), dial in at most 5 s and
-// wait at most 30 s for response headers.
+// makes a busy proxy dial for most requests), dial in at most 5 s, wait
+// at most 30 s for response headers, and take at most 1 MB of them (and
+// at most five 1xx answers before the real one).
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) error {
 		if rt == nil {
@@ -195,6 +196,10 @@ func defaultTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// nginx refuses more than 4–8 KB (proxy_buffer_size);
+		// http.Transport takes 10 MB, too much for a proxy to hold
+		// for each request from a hostile backend.
+		MaxResponseHeaderBytes: 1 << 20,
 	}
 }
 
