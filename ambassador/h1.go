@@ -9,25 +9,39 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
-// h1Transport sends plain-HTTP requests over pooled HTTP/1.1 connections
-// in the caller's goroutine, and anything else through next. It does what
-// http.Transport does for a proxy, without the two goroutines per
-// connection that http.Transport hands each request between: on one core
-// those hand-offs cost more than the proxying itself.
+// h1Transport sends plain-HTTP requests without a body over pooled
+// HTTP/1.1 connections in the caller's goroutine, and anything else
+// through next. It does what http.Transport does for a proxy, without the
+// two goroutines per connection that http.Transport hands each request
+// between: on one core those hand-offs cost more than the proxying
+// itself. A request with a body needs them: the backend may answer (a
+// 413, say) and stop reading before the body is all sent, and only a
+// reader beside the writer sees that answer.
 type h1Transport struct {
 	next          *http.Transport // https, and whatever h1Transport does not do
 	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
 	headerTimeout time.Duration
 	idleTimeout   time.Duration
 	maxIdle       int
-	maxHead       int64 // bytes a response's head may take, 1xx heads each
+	maxHead       int64 // bytes a response's head may take, with the 1xx heads before it
 
-	mu   sync.Mutex
-	idle map[string][]*h1Conn // by host:port, most recent last
+	mu       sync.Mutex
+	pools    map[string]*h1Pool // by host:port
+	sweep    *time.Timer        // closes connections idle too long
+	sweeping bool               // sweep is armed
+}
+
+// h1Pool holds the idle connections to one address.
+type h1Pool struct {
+	idle []*h1Conn // most recent last
+	gone bool      // the address's backend was removed: keep nothing for it
 }
 
 type h1Conn struct {
@@ -35,6 +49,7 @@ type h1Conn struct {
 	lc     *limitedConn // under br: a hostile head cannot take unbounded memory
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	pool   *h1Pool   // where it goes back to
 	idleAt time.Time // when it was last put back
 }
 
@@ -46,17 +61,13 @@ func newH1Transport(next *http.Transport) *h1Transport {
 		idleTimeout:   next.IdleConnTimeout,
 		maxIdle:       next.MaxIdleConnsPerHost,
 		maxHead:       cmp.Or(next.MaxResponseHeaderBytes, 10<<20), // http.Transport's default
-		idle:          make(map[string][]*h1Conn),
+		pools:         make(map[string]*h1Pool),
 	}
 }
 
-// max1xx is how many informational answers may come before the real one,
-// as http.Transport allows.
-const max1xx = 5
-
 var (
-	errHeadTooLarge = errors.New("ambassador: response head too large")
-	errTooMany1xx   = errors.New("ambassador: too many 1xx responses")
+	errHeadTooLarge  = errors.New("ambassador: response head too large")
+	errUnaskedSwitch = errors.New("ambassador: 101 Switching Protocols to a request that asked for no upgrade")
 )
 
 // limitedConn reads from a connection, refusing to read more than left
@@ -81,14 +92,17 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// closeIdleTo closes the connections to addr kept for reuse: its backend
-// is gone.
+// closeIdleTo closes the connections to addr kept for reuse, and those
+// in use when their requests end: its backend is gone.
 func (t *h1Transport) closeIdleTo(addr string) {
 	t.mu.Lock()
-	cs := t.idle[addr]
-	delete(t.idle, addr)
+	var idle []*h1Conn
+	if p := t.pools[addr]; p != nil {
+		idle, p.idle, p.gone = p.idle, nil, true
+		delete(t.pools, addr)
+	}
 	t.mu.Unlock()
-	for _, pc := range cs {
+	for _, pc := range idle {
 		pc.c.Close()
 	}
 }
@@ -96,34 +110,66 @@ func (t *h1Transport) closeIdleTo(addr string) {
 // CloseIdleConnections closes the connections kept for reuse.
 func (t *h1Transport) CloseIdleConnections() {
 	t.mu.Lock()
-	idle := t.idle
-	t.idle = make(map[string][]*h1Conn)
+	var idle []*h1Conn
+	for _, p := range t.pools {
+		idle = append(idle, p.idle...)
+		p.idle = nil
+	}
+	if t.sweeping {
+		t.sweep.Stop()
+		t.sweeping = false
+	}
 	t.mu.Unlock()
-	for _, cs := range idle {
-		for _, pc := range cs {
-			pc.c.Close()
-		}
+	for _, pc := range idle {
+		pc.c.Close()
 	}
 	t.next.CloseIdleConnections()
 }
 
+// sweepIdle closes the connections idle for idleTimeout, and arms itself
+// again while any are kept. (get also checks, but a connection under
+// others in the stack may not be asked for again for a long time.)
+func (t *h1Transport) sweepIdle() {
+	t.mu.Lock()
+	now := time.Now()
+	var old []*h1Conn
+	var next time.Time // when the oldest connection kept turns idle too long
+	for _, p := range t.pools {
+		i := 0
+		for i < len(p.idle) && now.Sub(p.idle[i].idleAt) >= t.idleTimeout {
+			i++
+		}
+		old = append(old, p.idle[:i]...)
+		p.idle = slices.Delete(p.idle, 0, i)
+		if len(p.idle) > 0 && (next.IsZero() || p.idle[0].idleAt.Before(next)) {
+			next = p.idle[0].idleAt
+		}
+	}
+	t.sweeping = !next.IsZero()
+	if t.sweeping {
+		t.sweep.Reset(next.Add(t.idleTimeout).Sub(now))
+	}
+	t.mu.Unlock()
+	for _, pc := range old {
+		pc.c.Close()
+	}
+}
+
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "http" || req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" {
+	if req.URL.Scheme != "http" || req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "" ||
+		(req.Body != nil && req.Body != http.NoBody) {
 		return t.next.RoundTrip(req)
 	}
 	addr := hostPort(req.URL)
-	// A request with no body may go again on a fresh connection if a
-	// reused one turns out to have been closed by the backend meanwhile.
-	replayable := (req.Body == nil || req.Body == http.NoBody) && idempotent(req)
+	// The request may go again on a fresh connection if a reused one
+	// turns out to have been closed by the backend meanwhile.
+	replayable := idempotent(req)
 	for try := 0; ; try++ {
 		pc, reused, err := t.get(req.Context(), addr, try > 0)
 		if err != nil {
-			if req.Body != nil {
-				req.Body.Close()
-			}
 			return nil, err
 		}
-		resp, answered, err := t.send(pc, req, addr)
+		resp, answered, err := t.send(pc, req)
 		if err == nil {
 			return resp, nil
 		}
@@ -140,10 +186,10 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, reused bool, err error) {
 	for !fresh {
 		t.mu.Lock()
-		if cs := t.idle[addr]; len(cs) > 0 {
-			pc = cs[len(cs)-1]
-			cs[len(cs)-1] = nil
-			t.idle[addr] = cs[:len(cs)-1]
+		if p := t.pools[addr]; p != nil && len(p.idle) > 0 {
+			pc = p.idle[len(p.idle)-1]
+			p.idle[len(p.idle)-1] = nil
+			p.idle = p.idle[:len(p.idle)-1]
 		}
 		t.mu.Unlock()
 		if pc == nil {
@@ -159,16 +205,32 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	if err != nil {
 		return nil, false, err
 	}
+	t.mu.Lock()
+	p := t.pools[addr]
+	if p == nil {
+		p = &h1Pool{}
+		t.pools[addr] = p
+	}
+	t.mu.Unlock()
 	lc := &limitedConn{Conn: c, left: -1}
-	return &h1Conn{c: c, lc: lc, br: bufio.NewReaderSize(lc, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+	return &h1Conn{c: c, lc: lc, br: bufio.NewReaderSize(lc, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), pool: p}, false, nil
 }
 
-// put keeps pc for reuse, or closes it if enough are kept.
-func (t *h1Transport) put(addr string, pc *h1Conn) {
+// put keeps pc for reuse, or closes it if enough are kept or its backend
+// is gone.
+func (t *h1Transport) put(pc *h1Conn) {
 	pc.idleAt = time.Now()
 	t.mu.Lock()
-	if cs := t.idle[addr]; len(cs) < t.maxIdle {
-		t.idle[addr] = append(cs, pc)
+	if p := pc.pool; !p.gone && len(p.idle) < t.maxIdle {
+		p.idle = append(p.idle, pc)
+		if !t.sweeping && t.idleTimeout > 0 {
+			t.sweeping = true
+			if t.sweep == nil {
+				t.sweep = time.AfterFunc(t.idleTimeout, t.sweepIdle)
+			} else {
+				t.sweep.Reset(t.idleTimeout)
+			}
+		}
 		t.mu.Unlock()
 		return
 	}
@@ -200,10 +262,10 @@ func idempotent(req *http.Request) bool {
 // write at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// send writes req on pc, a connection to addr, and reads the response
-// headers. answered reports whether any of the response came back (after
-// which the request must not be sent again).
-func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *http.Response, answered bool, err error) {
+// send writes req on pc and reads the response headers. answered reports
+// whether any of the response came back (after which the request must
+// not be sent again).
+func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, answered bool, err error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
@@ -221,10 +283,10 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *ht
 	if t.headerTimeout > 0 {
 		pc.c.SetReadDeadline(time.Now().Add(t.headerTimeout))
 	}
-	for n1xx := 0; ; n1xx++ {
-		// Each head may take maxHead bytes, counted from what the buffer
-		// still holds; the body that follows has no limit.
-		pc.lc.left = max(t.maxHead-int64(pc.br.Buffered()), 0)
+	// The head, and the 1xx heads before it, may take maxHead bytes in
+	// all, as in http.Transport; the body that follows has no limit.
+	pc.lc.left = max(t.maxHead-int64(pc.br.Buffered()), 0)
+	for {
 		_, err := pc.br.Peek(1)
 		if err != nil {
 			pc.lc.left = -1
@@ -235,17 +297,21 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *ht
 		if err != nil && pc.lc.left == 0 {
 			err = errHeadTooLarge // whatever the cut-off line looked like
 		}
-		pc.lc.left = -1
 		if err != nil {
+			pc.lc.left = -1
 			return fail(err)
 		}
 		// 1xx answers other than 101 come before the real one.
 		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			break
 		}
-		if n1xx == max1xx {
-			return fail(errTooMany1xx)
-		}
+	}
+	pc.lc.left = -1
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// Requests that ask for an upgrade go to next: this one did not,
+		// and what follows on the connection is no longer HTTP.
+		resp.Body.Close()
+		return fail(errUnaskedSwitch)
 	}
 	if t.headerTimeout > 0 {
 		pc.c.SetReadDeadline(time.Time{})
@@ -258,7 +324,8 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request, addr string) (resp *ht
 	}
 	// A response with no body (HEAD, 204, 304, a length of 0) is at its
 	// end already: closed unread, it gives its connection back.
-	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, addr: addr, stop: stop, keep: !resp.Close && !req.Close, eof: resp.Body == http.NoBody}
+	keep := !resp.Close && !req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
+	resp.Body = &h1Body{rc: resp.Body, t: t, pc: pc, stop: stop, keep: keep, eof: resp.Body == http.NoBody}
 	return resp, true, nil
 }
 
@@ -269,7 +336,6 @@ type h1Body struct {
 	rc   io.ReadCloser
 	t    *h1Transport
 	pc   *h1Conn
-	addr string
 	stop func() bool
 	keep bool // the connection may be reused, if the body is read through
 	eof  bool
@@ -313,7 +379,7 @@ func (b *h1Body) Close() error {
 	// The context's watch ends first: once stopped, it cannot break the
 	// connection under its next request.
 	if b.stop() && b.keep && err == nil {
-		b.t.put(b.addr, b.pc)
+		b.t.put(b.pc)
 		return nil
 	}
 	b.pc.c.Close()

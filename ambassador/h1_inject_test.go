@@ -76,7 +76,8 @@ func must[T any](v T, err error) T {
 }
 
 // A backend that answers with an endless head, or with 1xx answers that
-// never end, gets an error in bounded memory, not the proxy's heap.
+// never end, gets an error in bounded memory, not the proxy's heap: the
+// limit counts the 1xx heads too.
 func TestH1HostileHeads(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -86,7 +87,7 @@ func TestH1HostileHeads(t *testing.T) {
 	}{
 		{"header lines", "HTTP/1.1 200 OK\r\n", "X-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", errHeadTooLarge},
 		{"one long header", "HTTP/1.1 200 OK\r\nX-A: ", strings.Repeat("a", 64), errHeadTooLarge},
-		{"1xx answers", "", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", errTooMany1xx},
+		{"1xx answers", "", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", errHeadTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,5 +116,24 @@ func TestH1HostileHeads(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, c.want)
 			}
 		})
+	}
+}
+
+// A transfer encoding other than chunked would send the body unframed.
+func TestTransportRefusesUnframedBody(t *testing.T) {
+	s := backend(t, "a", func(w http.ResponseWriter, r *http.Request) {})
+	r := routerFor(t, []BackendConfig{{Name: "a", URL: s.URL}})
+	for _, te := range [][]string{{"identity"}, {"gzip", "chunked"}} {
+		req := must(http.NewRequest("POST", "http://svc/", strings.NewReader("GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")))
+		req.ContentLength = -1
+		req.TransferEncoding = te
+		resp, err := r.Transport().RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("%q: sent, want ErrInvalid", te)
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Fatalf("%q: %v, want ErrInvalid", te, err)
+		}
 	}
 }

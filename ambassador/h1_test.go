@@ -29,6 +29,20 @@ func countConns(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int
 	return s, &n
 }
 
+// idleTo counts the connections kept idle to addr, or to all addresses
+// if addr is "".
+func (t *h1Transport) idleTo(addr string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for a, p := range t.pools {
+		if addr == "" || a == addr {
+			n += len(p.idle)
+		}
+	}
+	return n
+}
+
 func h1Get(t *testing.T, tr *h1Transport, ctx context.Context, url string) (*http.Response, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -141,7 +155,7 @@ func TestH1CancelAndTimeout(t *testing.T) {
 	if _, err := h1Get(t, tr, context.Background(), s.URL); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("a request past the header timeout: %v", err)
 	}
-	if n := len(tr.idle); n != 0 {
+	if n := tr.idleTo(""); n != 0 {
 		t.Fatalf("%d connections kept after failures", n)
 	}
 }
@@ -194,7 +208,7 @@ func TestH1InformationalAndHead(t *testing.T) {
 		t.Fatalf("HEAD: %d, %d bytes, length %d", resp.StatusCode, len(b), resp.ContentLength)
 	}
 	// Both answers came over the one connection.
-	if n := len(tr.idle[l.Addr().String()]); n != 1 {
+	if n := tr.idleTo(l.Addr().String()); n != 1 {
 		t.Fatalf("%d idle connections, want the one", n)
 	}
 }

@@ -177,6 +177,8 @@ func classify(err error) (int, string) {
 		return http.StatusBadGateway, "no backend for the request"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, "the backend did not answer in time"
+	case errors.Is(err, errBadStatus):
+		return http.StatusBadGateway, "the backend's answer was malformed"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return http.StatusBadGateway, "the backend refused the connection"
 	default:

@@ -3,8 +3,10 @@ package ambassador
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -233,19 +235,36 @@ func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Back
 // when response headers are late, and closing the body cancels.
 func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context.CancelCauseFunc, perTry time.Duration) (*http.Response, error) {
 	req.URL = backendURL(b, req.URL)
-	var timer *time.Timer
-	if perTry > 0 {
-		timer = time.AfterFunc(perTry, func() { cancel(ErrTryTimeout) })
+	var timer *tryTimer
+	switch {
+	case perTry == 0:
+	case req.Body == nil || req.Body == http.NoBody:
+		timer = &tryTimer{}
+		timer.start(perTry, func() { cancel(ErrTryTimeout) })
+	default:
+		// Counted from when the body is sent, as Envoy counts from the
+		// end of the client's request: a slow client's upload is not
+		// the backend's time.
+		timer = &tryTimer{}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) {
+				timer.start(perTry, func() { cancel(ErrTryTimeout) })
+			},
+		}))
 	}
 	b.requests.Add(1)
 	b.inFlight.Add(1)
 	start := time.Now()
 	resp, err := r.o.transport.RoundTrip(req)
 	now := time.Now()
-	if timer != nil && !timer.Stop() && err == nil {
+	if timer != nil && timer.stop() && err == nil {
 		// Timed out as the headers came: the body would fail as cut.
 		resp.Body.Close()
 		resp, err = nil, ErrTryTimeout
+	}
+	if err == nil && !validStatus(req, resp.StatusCode) {
+		resp.Body.Close()
+		resp, err = nil, fmt.Errorf("%w: %d", errBadStatus, resp.StatusCode)
 	}
 	if err != nil {
 		b.inFlight.Add(-1)
@@ -278,15 +297,55 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 	return resp, nil
 }
 
+// errBadStatus is a backend's answer that no client may be given as
+// final: a status out of 200–599 (1xx answers come before the final one,
+// and the transports skip them), or a 101 to a request that asked for no
+// upgrade (after which the connection is no longer HTTP, and a client
+// that took it for a tunnel could be walked around a front proxy's
+// checks). The Proxy strips Upgrade, so it never asks.
+var errBadStatus = errors.New("ambassador: the backend answered with a status it may not")
+
+func validStatus(req *http.Request, code int) bool {
+	if code == http.StatusSwitchingProtocols {
+		return httpguts.HeaderValuesContainsToken(req.Header["Connection"], "upgrade")
+	}
+	return code >= 200 && code <= 599
+}
+
+// tryTimer is a try's timeout, started once the request is written.
+type tryTimer struct {
+	mu   sync.Mutex
+	t    *time.Timer
+	done bool // the try has its answer: too late to start
+}
+
+func (tt *tryTimer) start(d time.Duration, f func()) {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	if !tt.done && tt.t == nil {
+		tt.t = time.AfterFunc(d, f)
+	}
+}
+
+// stop ends the timer, and reports whether it had fired.
+func (tt *tryTimer) stop() bool {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	tt.done = true
+	return tt.t != nil && !tt.t.Stop()
+}
+
 // backendURL returns u with b's scheme and host, and b's path before
-// its own.
+// its own: joined escaped if either is escaped, so that a %2F in either
+// stays one.
 func backendURL(b *Backend, u *url.URL) *url.URL {
 	out := *u
 	out.Scheme, out.Host = b.url.Scheme, b.url.Host
 	if b.url.Path != "" && b.url.Path != "/" {
 		out.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(u.Path, "/")
-		if u.RawPath != "" {
-			out.RawPath = strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.RawPath, "/")
+		out.RawPath = ""
+		if b.url.RawPath != "" || u.RawPath != "" {
+			out.RawPath = strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.EscapedPath(), "/")
 		}
 	}
 	return &out
@@ -348,6 +407,11 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func checkFields(req *http.Request) error {
 	if req.Method != "" && !validMethod(req.Method) {
 		return invalid("method %q", req.Method)
+	}
+	if len(req.TransferEncoding) > 1 || len(req.TransferEncoding) == 1 && req.TransferEncoding[0] != "chunked" {
+		// Written as given, "identity" with no length sends the body
+		// unframed, and the backend reads it as the next request.
+		return invalid("transfer encoding %q: only chunked is sent", req.TransferEncoding)
 	}
 	for _, h := range [...]http.Header{req.Header, req.Trailer} {
 		for k, vs := range h {
