@@ -38,7 +38,10 @@ type h1Transport struct {
 	sweeping bool               // sweep is armed
 }
 
-// h1Pool holds the idle connections to one address.
+// h1Pool holds the idle connections to one address. A pool whose
+// backend was removed stays, marked gone, until the address is a
+// backend's again: a request that picked the backend before its removal
+// then gets a connection that is closed after it, not kept.
 type h1Pool struct {
 	idle []*h1Conn // most recent last
 	gone bool      // the address's backend was removed: keep nothing for it
@@ -93,18 +96,38 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 }
 
 // closeIdleTo closes the connections to addr kept for reuse, and those
-// in use when their requests end: its backend is gone.
+// in use when their requests end: its backend is gone. (next's idle
+// connections, of requests with bodies and of https, all go: it cannot
+// close one address's. Backends are not removed often.)
 func (t *h1Transport) closeIdleTo(addr string) {
 	t.mu.Lock()
-	var idle []*h1Conn
-	if p := t.pools[addr]; p != nil {
-		idle, p.idle, p.gone = p.idle, nil, true
-		delete(t.pools, addr)
-	}
+	p := t.pool(addr)
+	idle := p.idle
+	p.idle, p.gone = nil, true
 	t.mu.Unlock()
 	for _, pc := range idle {
 		pc.c.Close()
 	}
+	t.next.CloseIdleConnections()
+}
+
+// reopen undoes closeIdleTo: addr is a backend's again.
+func (t *h1Transport) reopen(addr string) {
+	t.mu.Lock()
+	if p := t.pools[addr]; p != nil && p.gone {
+		delete(t.pools, addr)
+	}
+	t.mu.Unlock()
+}
+
+// pool returns addr's pool, made if there is none. t.mu is held.
+func (t *h1Transport) pool(addr string) *h1Pool {
+	p := t.pools[addr]
+	if p == nil {
+		p = &h1Pool{}
+		t.pools[addr] = p
+	}
+	return p
 }
 
 // CloseIdleConnections closes the connections kept for reuse.
@@ -184,9 +207,14 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // get returns an idle connection to addr, or dials one.
 func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1Conn, reused bool, err error) {
+	// The pool is taken before the dial: if the backend is removed during
+	// it, the connection is closed after its request, not kept.
+	t.mu.Lock()
+	p := t.pool(addr)
+	t.mu.Unlock()
 	for !fresh {
 		t.mu.Lock()
-		if p := t.pools[addr]; p != nil && len(p.idle) > 0 {
+		if len(p.idle) > 0 {
 			pc = p.idle[len(p.idle)-1]
 			p.idle[len(p.idle)-1] = nil
 			p.idle = p.idle[:len(p.idle)-1]
@@ -205,13 +233,6 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	if err != nil {
 		return nil, false, err
 	}
-	t.mu.Lock()
-	p := t.pools[addr]
-	if p == nil {
-		p = &h1Pool{}
-		t.pools[addr] = p
-	}
-	t.mu.Unlock()
 	lc := &limitedConn{Conn: c, left: -1}
 	return &h1Conn{c: c, lc: lc, br: bufio.NewReaderSize(lc, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), pool: p}, false, nil
 }

@@ -146,8 +146,9 @@ func WithPolicy(p Policy) Option {
 // proxying), and https through an http.Transport; both keep up to 1024
 // idle connections per backend (the standard library's default of 2
 // makes a busy proxy dial for most requests), dial in at most 5 s, wait
-// at most 30 s for response headers, and take at most 1 MB of them (and
-// at most five 1xx answers before the real one).
+// at most 30 s for response headers, take at most 1 MB of them (the 1xx
+// answers before them included), and leave compression to the client
+// and backend.
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) error {
 		if rt == nil {
@@ -200,6 +201,9 @@ func defaultTransport() *http.Transport {
 		// http.Transport takes 10 MB, too much for a proxy to hold
 		// for each request from a hostile backend.
 		MaxResponseHeaderBytes: 1 << 20,
+		// A proxy passes Accept-Encoding as the client sent it, and the
+		// answer as the backend encoded it.
+		DisableCompression: true,
 	}
 }
 

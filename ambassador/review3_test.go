@@ -401,9 +401,19 @@ func TestReview3PerTryCountsSlowUpload(t *testing.T) {
 	})
 	r := newRouter(t, map[string]*httptest.Server{"a": s}, []string{"a"},
 		WithRetry(Retry{PerTry: 200 * time.Millisecond}))
+	rec := rv3SlowUpload(r)
+	st := r.Stats()[0]
+	if rec.Code != http.StatusOK || st.Errors != 0 {
+		t.Fatalf("a 600 ms upload with PerTry 200 ms got %d %q, and the backend was charged %d error(s); want 200 and none", rec.Code, rec.Body.String(), st.Errors)
+	}
+}
+
+// rv3SlowUpload sends r's Proxy a POST whose body a client takes 600 ms
+// to upload.
+func rv3SlowUpload(r *Router) *httptest.ResponseRecorder {
 	pr, pw := io.Pipe()
 	go func() {
-		for range 6 { // 600 ms of upload
+		for range 6 {
 			if _, err := pw.Write(bytes.Repeat([]byte("x"), 1000)); err != nil {
 				return
 			}
@@ -416,8 +426,5 @@ func TestReview3PerTryCountsSlowUpload(t *testing.T) {
 	req := httptest.NewRequest("POST", "/upload", pr)
 	req.RemoteAddr = "127.0.0.1:5555"
 	r.Proxy().ServeHTTP(rec, req)
-	st := r.Stats()[0]
-	if rec.Code != http.StatusOK || st.Errors != 0 {
-		t.Fatalf("a 600 ms upload with PerTry 200 ms got %d %q, and the backend was charged %d error(s); want 200 and none", rec.Code, rec.Body.String(), st.Errors)
-	}
+	return rec
 }

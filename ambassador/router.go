@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
@@ -117,7 +116,9 @@ func (r *Router) SetBackends(backends []BackendConfig) error {
 	if h, ok := r.o.transport.(*h1Transport); ok && old != nil {
 		kept := map[string]bool{}
 		for _, b := range s.list {
-			kept[hostPort(b.url)] = true
+			addr := hostPort(b.url)
+			kept[addr] = true
+			h.reopen(addr)
 		}
 		for _, b := range old.list {
 			if addr := hostPort(b.url); !kept[addr] {
@@ -235,32 +236,27 @@ func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Back
 // when response headers are late, and closing the body cancels.
 func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context.CancelCauseFunc, perTry time.Duration) (*http.Response, error) {
 	req.URL = backendURL(b, req.URL)
-	var timer *tryTimer
-	switch {
-	case perTry == 0:
-	case req.Body == nil || req.Body == http.NoBody:
-		timer = &tryTimer{}
-		timer.start(perTry, func() { cancel(ErrTryTimeout) })
-	default:
-		// Counted from when the body is sent, as Envoy counts from the
-		// end of the client's request: a slow client's upload is not
-		// the backend's time.
-		timer = &tryTimer{}
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) {
-				timer.start(perTry, func() { cancel(ErrTryTimeout) })
-			},
-		}))
-	}
 	b.requests.Add(1)
 	b.inFlight.Add(1)
 	start := time.Now()
+	var clock *tryClock
+	if body := req.Body != nil && req.Body != http.NoBody; body || perTry > 0 {
+		clock = newTryClock(start, perTry, func() { cancel(ErrTryTimeout) })
+		if body {
+			req.Body = &clockedBody{ReadCloser: req.Body, c: clock}
+		}
+	}
 	resp, err := r.o.transport.RoundTrip(req)
 	now := time.Now()
-	if timer != nil && timer.stop() && err == nil {
-		// Timed out as the headers came: the body would fail as cut.
-		resp.Body.Close()
-		resp, err = nil, ErrTryTimeout
+	rtt := now.Sub(start)
+	if clock != nil {
+		var timedOut bool
+		rtt, timedOut = clock.stop(now)
+		if timedOut && err == nil {
+			// Timed out as the headers came: the body would fail as cut.
+			resp.Body.Close()
+			resp, err = nil, ErrTryTimeout
+		}
 	}
 	if err == nil && !validStatus(req, resp.StatusCode) {
 		resp.Body.Close()
@@ -279,12 +275,12 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 		}
 		if o == failed {
 			b.errors.Add(1)
-			b.observe(now, max(now.Sub(start), penalty))
+			b.observe(now, max(rtt, penalty))
 		}
 		r.record(b, now, o, probe)
 		return nil, &BackendError{Backend: b.name, Err: err}
 	}
-	o, rtt := succeeded, now.Sub(start)
+	o := succeeded
 	if resp.StatusCode >= 500 {
 		// A backend that fails fast must not look fast, or latency-aware
 		// policies would send it more.
@@ -293,8 +289,19 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 	}
 	b.observe(now, rtt)
 	r.record(b, now, o, probe)
-	resp.Body = &doneBody{ReadCloser: resp.Body, b: b, cancel: cancel}
+	done := &doneBody{ReadCloser: resp.Body, b: b, cancel: cancel}
+	if w, ok := resp.Body.(io.Writer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		resp.Body = upgradedBody{done, w} // the connection, writable as http.Response promises
+	} else {
+		resp.Body = done
+	}
 	return resp, nil
+}
+
+// upgradedBody is a 101's body: the connection, both ways.
+type upgradedBody struct {
+	*doneBody
+	io.Writer
 }
 
 // errBadStatus is a backend's answer that no client may be given as
@@ -312,40 +319,105 @@ func validStatus(req *http.Request, code int) bool {
 	return code >= 200 && code <= 599
 }
 
-// tryTimer is a try's timeout, started once the request is written.
-type tryTimer struct {
-	mu   sync.Mutex
-	t    *time.Timer
-	done bool // the try has its answer: too late to start
+// tryClock times a try with a body, or with a timeout: the backend's time,
+// which leaves out the time spent waiting for the client's body. A slow
+// upload is the client's time; counted, it would time the try out, or
+// make the backend look slow to PeakEWMA. A backend that stops reading
+// the body is still timed: waiting to write is not waiting for the
+// client.
+type tryClock struct {
+	mu       sync.Mutex
+	start    time.Time
+	waited   time.Duration // in the client's body, reads ended
+	readFrom time.Time     // while in a read of it; else zero
+	timer    *time.Timer   // the per-try timeout, if any
+	left     time.Duration // its time left
+	runFrom  time.Time     // when it last ran on
+	fired    bool          // it went off, or is going off
+	done     bool
 }
 
-func (tt *tryTimer) start(d time.Duration, f func()) {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	if !tt.done && tt.t == nil {
-		tt.t = time.AfterFunc(d, f)
+func newTryClock(start time.Time, timeout time.Duration, f func()) *tryClock {
+	c := &tryClock{start: start}
+	if timeout > 0 {
+		c.left, c.runFrom = timeout, start
+		c.timer = time.AfterFunc(timeout, f)
 	}
+	return c
 }
 
-// stop ends the timer, and reports whether it had fired.
-func (tt *tryTimer) stop() bool {
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	tt.done = true
-	return tt.t != nil && !tt.t.Stop()
+// pause stops the clock while the client's body is read.
+func (c *tryClock) pause() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	c.readFrom = now
+	if c.done || c.timer == nil || c.fired {
+		return
+	}
+	if !c.timer.Stop() {
+		c.fired = true
+		return
+	}
+	c.left -= now.Sub(c.runFrom)
+}
+
+// resume runs the clock on after a read of the client's body.
+func (c *tryClock) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	c.waited += now.Sub(c.readFrom)
+	c.readFrom = time.Time{}
+	if c.done || c.timer == nil || c.fired {
+		return
+	}
+	c.runFrom = now
+	c.timer.Reset(max(c.left, 0))
+}
+
+// stop ends the clock at now, the try's answer: it returns the backend's
+// time, and whether the timeout went off.
+func (c *tryClock) stop(now time.Time) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done = true
+	waited := c.waited
+	if !c.readFrom.IsZero() {
+		waited += now.Sub(c.readFrom) // paused: the timer is stopped
+	} else if c.timer != nil && !c.fired && !c.timer.Stop() {
+		c.fired = true
+	}
+	return now.Sub(c.start) - waited, c.fired
+}
+
+// clockedBody is a request body whose reads pause its try's clock.
+type clockedBody struct {
+	io.ReadCloser
+	c *tryClock
+}
+
+func (b *clockedBody) Read(p []byte) (int, error) {
+	b.c.pause()
+	defer b.c.resume()
+	return b.ReadCloser.Read(p)
 }
 
 // backendURL returns u with b's scheme and host, and b's path before
-// its own: joined escaped if either is escaped, so that a %2F in either
-// stays one.
+// its own, joined by one slash. The paths are joined escaped, so that a
+// %2F at either's end is not taken for the joining slash.
 func backendURL(b *Backend, u *url.URL) *url.URL {
 	out := *u
 	out.Scheme, out.Host = b.url.Scheme, b.url.Host
 	if b.url.Path != "" && b.url.Path != "/" {
-		out.Path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(u.Path, "/")
-		out.RawPath = ""
+		raw := strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.EscapedPath(), "/")
+		path, err := url.PathUnescape(raw)
+		if err != nil {
+			path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(u.Path, "/") // not reached: both were escaped by url
+		}
+		out.Path, out.RawPath = path, ""
 		if b.url.RawPath != "" || u.RawPath != "" {
-			out.RawPath = strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.EscapedPath(), "/")
+			out.RawPath = raw
 		}
 	}
 	return &out
