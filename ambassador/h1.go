@@ -211,24 +211,18 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	// it, the connection is closed after its request, not kept.
 	t.mu.Lock()
 	p := t.pool(addr)
-	t.mu.Unlock()
-	for !fresh {
-		t.mu.Lock()
-		if len(p.idle) > 0 {
-			pc = p.idle[len(p.idle)-1]
-			p.idle[len(p.idle)-1] = nil
-			p.idle = p.idle[:len(p.idle)-1]
-		}
+	for !fresh && len(p.idle) > 0 {
+		pc = p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
 		t.mu.Unlock()
-		if pc == nil {
-			break
-		}
 		if (t.idleTimeout <= 0 || time.Since(pc.idleAt) < t.idleTimeout) && quiet(pc.c) {
 			return pc, true, nil
 		}
 		pc.c.Close() // idle too long, closed by the backend, or bytes no request asked for
-		pc = nil
+		t.mu.Lock()
 	}
+	t.mu.Unlock()
 	c, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
