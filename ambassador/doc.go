@@ -20,9 +20,11 @@
 // path segment or cookie, or anything else. Backends change at run time
 // with SetBackends; requests in flight finish where they started.
 //
-// Plain-HTTP backends are reached over pooled HTTP/1.1 connections,
-// written and read in the request's own goroutine (see WithTransport);
-// https backends through an http.Transport configured by WithTLS.
+// Plain-HTTP requests without a body reach their backends over pooled
+// HTTP/1.1 connections, written and read in the request's own goroutine
+// (see WithTransport); requests with a body, upgrades and https go
+// through an http.Transport (configured for TLS by WithTLS), whose reader
+// beside its writer sees a backend that answers before the body is sent.
 //
 // Resilience, each off until asked for:
 //   - WithRetry retries requests safe to repeat, on failures worth another
