@@ -144,12 +144,11 @@ func WithPolicy(p Policy) Option {
 // in the request's goroutine (http.Transport hands each request between
 // two goroutines per connection, which on one core cost more than the
 // proxying), and requests with a body, upgrades and https through an
-// http.Transport; both keep up to 1024
-// idle connections per backend (the standard library's default of 2
-// makes a busy proxy dial for most requests), dial in at most 5 s, wait
-// at most 30 s for response headers, take at most 1 MB of them (the 1xx
-// answers before them included), and leave compression to the client
-// and backend.
+// http.Transport; both keep up to 1024 idle connections per backend
+// (the standard library's default of 2 makes a busy proxy dial for most
+// requests), dial in at most 5 s, wait at most 30 s for response
+// headers, take at most 1 MB of them (the 1xx answers before them
+// included), and leave compression to the client and backend.
 func WithTransport(rt http.RoundTripper) Option {
 	return func(o *options) error {
 		if rt == nil {
