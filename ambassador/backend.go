@@ -39,6 +39,7 @@ type Backend struct {
 	refused  atomic.Uint64 // retries and hedges the budget refused
 	ejected  atomic.Uint64
 	trips    atomic.Uint64
+	removed  atomic.Bool // by SetBackends
 
 	hmu sync.Mutex // guards h
 	h   health

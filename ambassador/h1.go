@@ -38,11 +38,12 @@ type h1Transport struct {
 	sweeping bool               // sweep is armed
 }
 
-// h1Pool holds the idle connections to one address. A pool whose
-// backend was removed stays, marked gone, until the address is a
-// backend's again: a request that picked the backend before its removal
-// then gets a connection that is closed after it, not kept.
+// h1Pool holds the idle connections to one address. Connections in use
+// point to their pool, so that when the address's backend is removed
+// they are closed after their requests, not kept. An empty pool is
+// dropped by the sweep, and made again when next needed.
 type h1Pool struct {
+	addr string
 	idle []*h1Conn // most recent last
 	gone bool      // the address's backend was removed: keep nothing for it
 }
@@ -96,14 +97,19 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 }
 
 // closeIdleTo closes the connections to addr kept for reuse, and those
-// in use when their requests end: its backend is gone. (next's idle
-// connections, of requests with bodies and of https, all go: it cannot
-// close one address's. Backends are not removed often.)
+// in use when their requests end: its backend is gone. (A request that
+// picked the backend before its removal but dials after it makes a new
+// pool, which keeps its connection until the sweep.) next's idle
+// connections, of requests with bodies and of https, all go, since it
+// cannot close one address's; the Router closes them again as requests
+// in flight to a removed backend end (see doneBody).
 func (t *h1Transport) closeIdleTo(addr string) {
 	t.mu.Lock()
-	p := t.pool(addr)
-	idle := p.idle
-	p.idle, p.gone = nil, true
+	var idle []*h1Conn
+	if p := t.pools[addr]; p != nil {
+		idle, p.idle, p.gone = p.idle, nil, true
+		delete(t.pools, addr)
+	}
 	t.mu.Unlock()
 	for _, pc := range idle {
 		pc.c.Close()
@@ -111,20 +117,11 @@ func (t *h1Transport) closeIdleTo(addr string) {
 	t.next.CloseIdleConnections()
 }
 
-// reopen undoes closeIdleTo: addr is a backend's again.
-func (t *h1Transport) reopen(addr string) {
-	t.mu.Lock()
-	if p := t.pools[addr]; p != nil && p.gone {
-		delete(t.pools, addr)
-	}
-	t.mu.Unlock()
-}
-
 // pool returns addr's pool, made if there is none. t.mu is held.
 func (t *h1Transport) pool(addr string) *h1Pool {
 	p := t.pools[addr]
 	if p == nil {
-		p = &h1Pool{}
+		p = &h1Pool{addr: addr}
 		t.pools[addr] = p
 	}
 	return p
@@ -157,14 +154,18 @@ func (t *h1Transport) sweepIdle() {
 	now := time.Now()
 	var old []*h1Conn
 	var next time.Time // when the oldest connection kept turns idle too long
-	for _, p := range t.pools {
+	for addr, p := range t.pools {
 		i := 0
 		for i < len(p.idle) && now.Sub(p.idle[i].idleAt) >= t.idleTimeout {
 			i++
 		}
 		old = append(old, p.idle[:i]...)
 		p.idle = slices.Delete(p.idle, 0, i)
-		if len(p.idle) > 0 && (next.IsZero() || p.idle[0].idleAt.Before(next)) {
+		if len(p.idle) == 0 {
+			delete(t.pools, addr) // made again when next needed: addresses come and go
+			continue
+		}
+		if next.IsZero() || p.idle[0].idleAt.Before(next) {
 			next = p.idle[0].idleAt
 		}
 	}
@@ -236,7 +237,16 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 func (t *h1Transport) put(pc *h1Conn) {
 	pc.idleAt = time.Now()
 	t.mu.Lock()
-	if p := pc.pool; !p.gone && len(p.idle) < t.maxIdle {
+	p := pc.pool
+	if cur := t.pools[p.addr]; !p.gone && cur != p {
+		// The sweep dropped the pool while it was empty.
+		if cur == nil {
+			t.pools[p.addr] = p
+		} else {
+			p, pc.pool = cur, cur
+		}
+	}
+	if !p.gone && len(p.idle) < t.maxIdle {
 		p.idle = append(p.idle, pc)
 		if !t.sweeping && t.idleTimeout > 0 {
 			t.sweeping = true
@@ -255,7 +265,11 @@ func (t *h1Transport) put(pc *h1Conn) {
 
 func hostPort(u *url.URL) string {
 	port := u.Port()
-	if port == "" {
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default:
 		port = "80"
 	}
 	return net.JoinHostPort(u.Hostname(), port)

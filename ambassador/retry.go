@@ -24,10 +24,10 @@ type Retry struct {
 	// 10. Default 3.
 	Attempts int
 	// PerTry bounds each try's wait for response headers, counted from
-	// the try's start, or for a request with a body from when the body
-	// is sent (a slow upload is the client's time, not the backend's);
-	// a try that passes it fails (ErrTryTimeout, retried). Default: none,
-	// only the request's deadline and the transport's header timeout.
+	// the try's start but not while the client's body is waited for (a
+	// slow upload is the client's time, not the backend's); a try that
+	// passes it fails (ErrTryTimeout, retried). Default: none, only the
+	// request's deadline and the transport's header timeout.
 	PerTry time.Duration
 	// Backoff is the wait before the first retry, doubling for each one
 	// after up to 10 times, each wait drawn at random from its upper half

@@ -112,13 +112,18 @@ func (r *Router) SetBackends(backends []BackendConfig) error {
 	s.view.Store(makeView(s, time.Now()))
 	r.set.Store(s)
 	r.viewMu.Unlock()
+	if old != nil {
+		for _, b := range old.list {
+			if s.byName[b.name] != b {
+				b.removed.Store(true)
+			}
+		}
+	}
 	// Connections kept to backends that are gone would stay open forever.
 	if h, ok := r.o.transport.(*h1Transport); ok && old != nil {
 		kept := map[string]bool{}
 		for _, b := range s.list {
-			addr := hostPort(b.url)
-			kept[addr] = true
-			h.reopen(addr)
+			kept[hostPort(b.url)] = true
 		}
 		for _, b := range old.list {
 			if addr := hostPort(b.url); !kept[addr] {
@@ -244,6 +249,17 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 		clock = newTryClock(start, perTry, func() { cancel(ErrTryTimeout) })
 		if body {
 			req.Body = &clockedBody{ReadCloser: req.Body, c: clock}
+			// http.Transport sends the body again itself, from GetBody,
+			// when a kept connection turns out closed.
+			if getBody := req.GetBody; getBody != nil {
+				req.GetBody = func() (io.ReadCloser, error) {
+					rc, err := getBody()
+					if err != nil {
+						return nil, err
+					}
+					return &clockedBody{ReadCloser: rc, c: clock}, nil
+				}
+			}
 		}
 	}
 	resp, err := r.o.transport.RoundTrip(req)
@@ -251,7 +267,7 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 	rtt := now.Sub(start)
 	if clock != nil {
 		var timedOut bool
-		rtt, timedOut = clock.stop(now)
+		now, rtt, timedOut = clock.stop()
 		if timedOut && err == nil {
 			// Timed out as the headers came: the body would fail as cut.
 			resp.Body.Close()
@@ -289,7 +305,7 @@ func (r *Router) try(req *http.Request, b *Backend, probe uint64, cancel context
 	}
 	b.observe(now, rtt)
 	r.record(b, now, o, probe)
-	done := &doneBody{ReadCloser: resp.Body, b: b, cancel: cancel}
+	done := &doneBody{ReadCloser: resp.Body, r: r, b: b, cancel: cancel}
 	if w, ok := resp.Body.(io.Writer); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body = upgradedBody{done, w} // the connection, writable as http.Response promises
 	} else {
@@ -329,7 +345,8 @@ type tryClock struct {
 	mu       sync.Mutex
 	start    time.Time
 	waited   time.Duration // in the client's body, reads ended
-	readFrom time.Time     // while in a read of it; else zero
+	reading  int           // reads of it under way (a rewound body's too)
+	readFrom time.Time     // since when one has been
 	timer    *time.Timer   // the per-try timeout, if any
 	left     time.Duration // its time left
 	runFrom  time.Time     // when it last ran on
@@ -350,6 +367,9 @@ func newTryClock(start time.Time, timeout time.Duration, f func()) *tryClock {
 func (c *tryClock) pause() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.reading++; c.reading > 1 {
+		return
+	}
 	now := time.Now()
 	c.readFrom = now
 	if c.done || c.timer == nil || c.fired {
@@ -366,9 +386,13 @@ func (c *tryClock) pause() {
 func (c *tryClock) resume() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.reading--; c.reading > 0 {
+		return
+	}
 	now := time.Now()
-	c.waited += now.Sub(c.readFrom)
-	c.readFrom = time.Time{}
+	if !c.done {
+		c.waited += now.Sub(c.readFrom)
+	}
 	if c.done || c.timer == nil || c.fired {
 		return
 	}
@@ -376,19 +400,19 @@ func (c *tryClock) resume() {
 	c.timer.Reset(max(c.left, 0))
 }
 
-// stop ends the clock at now, the try's answer: it returns the backend's
-// time, and whether the timeout went off.
-func (c *tryClock) stop(now time.Time) (time.Duration, bool) {
+// stop ends the clock, at the try's answer: it returns the time, the
+// backend's share of the try's, and whether the timeout went off.
+func (c *tryClock) stop() (now time.Time, took time.Duration, fired bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now = time.Now() // under the lock, so that no read ends after it
 	c.done = true
-	waited := c.waited
-	if !c.readFrom.IsZero() {
-		waited += now.Sub(c.readFrom) // paused: the timer is stopped
+	if c.reading > 0 {
+		c.waited += now.Sub(c.readFrom) // paused: the timer is stopped
 	} else if c.timer != nil && !c.fired && !c.timer.Stop() {
 		c.fired = true
 	}
-	return now.Sub(c.start) - waited, c.fired
+	return now, max(now.Sub(c.start)-c.waited, 0), c.fired
 }
 
 // clockedBody is a request body whose reads pause its try's clock.
@@ -426,6 +450,7 @@ func backendURL(b *Backend, u *url.URL) *url.URL {
 // doneBody ends its request's time in flight when closed.
 type doneBody struct {
 	io.ReadCloser
+	r      *Router
 	b      *Backend
 	cancel context.CancelCauseFunc // the try's context's, if it has one
 	once   atomic.Bool
@@ -437,6 +462,13 @@ func (d *doneBody) Close() error {
 		d.b.inFlight.Add(-1)
 		if d.cancel != nil {
 			d.cancel(nil)
+		}
+		if d.b.removed.Load() {
+			// The connection, if http.Transport's, went back to its pool
+			// just now, after SetBackends closed that pool's idle ones.
+			if h, ok := d.r.o.transport.(*h1Transport); ok {
+				h.next.CloseIdleConnections()
+			}
 		}
 	}
 	return err
