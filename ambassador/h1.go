@@ -40,12 +40,13 @@ type h1Transport struct {
 
 // h1Pool holds the idle connections to one address. Connections in use
 // point to their pool, so that when the address's backend is removed
-// they are closed after their requests, not kept. An empty pool is
-// dropped by the sweep, and made again when next needed.
+// they are closed after their requests, not kept. A pool with none idle
+// and none in use is dropped by the sweep, and made again when needed.
 type h1Pool struct {
-	addr string
-	idle []*h1Conn // most recent last
-	gone bool      // the address's backend was removed: keep nothing for it
+	addr  string
+	idle  []*h1Conn // most recent last
+	inUse int       // connections out on requests, or being dialed
+	gone  bool      // the address's backend was removed: keep nothing for it
 }
 
 type h1Conn struct {
@@ -162,7 +163,9 @@ func (t *h1Transport) sweepIdle() {
 		old = append(old, p.idle[:i]...)
 		p.idle = slices.Delete(p.idle, 0, i)
 		if len(p.idle) == 0 {
-			delete(t.pools, addr) // made again when next needed: addresses come and go
+			if p.inUse == 0 {
+				delete(t.pools, addr) // made again when needed: addresses come and go
+			}
 			continue
 		}
 		if next.IsZero() || p.idle[0].idleAt.Before(next) {
@@ -197,7 +200,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		pc.c.Close()
+		t.release(pc, false)
 		var ne net.Error
 		if try == 0 && reused && replayable && !answered && req.Context().Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
 			continue
@@ -212,6 +215,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	// it, the connection is closed after its request, not kept.
 	t.mu.Lock()
 	p := t.pool(addr)
+	p.inUse++ // the sweep keeps the pool, and closeIdleTo marks it, while the connection is out
 	for !fresh && len(p.idle) > 0 {
 		pc = p.idle[len(p.idle)-1]
 		p.idle[len(p.idle)-1] = nil
@@ -226,27 +230,23 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (pc *h1C
 	t.mu.Unlock()
 	c, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
+		t.mu.Lock()
+		p.inUse--
+		t.mu.Unlock()
 		return nil, false, err
 	}
 	lc := &limitedConn{Conn: c, left: -1}
 	return &h1Conn{c: c, lc: lc, br: bufio.NewReaderSize(lc, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), pool: p}, false, nil
 }
 
-// put keeps pc for reuse, or closes it if enough are kept or its backend
-// is gone.
-func (t *h1Transport) put(pc *h1Conn) {
+// release ends pc's use: it keeps pc for reuse if keep, there is room,
+// and its backend is not gone, and else closes it.
+func (t *h1Transport) release(pc *h1Conn, keep bool) {
 	pc.idleAt = time.Now()
 	t.mu.Lock()
 	p := pc.pool
-	if cur := t.pools[p.addr]; !p.gone && cur != p {
-		// The sweep dropped the pool while it was empty.
-		if cur == nil {
-			t.pools[p.addr] = p
-		} else {
-			p, pc.pool = cur, cur
-		}
-	}
-	if !p.gone && len(p.idle) < t.maxIdle {
+	p.inUse--
+	if keep && !p.gone && len(p.idle) < t.maxIdle {
 		p.idle = append(p.idle, pc)
 		if !t.sweeping && t.idleTimeout > 0 {
 			t.sweeping = true
@@ -400,17 +400,13 @@ func (b *h1Body) Close() error {
 		// Closed before the end: the connection goes, and first, for
 		// closing the body itself would read the rest of it.
 		b.stop()
-		b.pc.c.Close()
+		b.t.release(b.pc, false)
 		b.rc.Close()
 		return nil
 	}
 	err := b.rc.Close()
 	// The context's watch ends first: once stopped, it cannot break the
 	// connection under its next request.
-	if b.stop() && b.keep && err == nil {
-		b.t.put(b.pc)
-		return nil
-	}
-	b.pc.c.Close()
+	b.t.release(b.pc, b.stop() && b.keep && err == nil)
 	return err
 }

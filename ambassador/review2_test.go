@@ -491,7 +491,7 @@ func TestReview2ShadowCloseTimeGrowsWithMaxInFlight(t *testing.T) {
 	r := newRouter(t, s, []string{"a"}, WithShadow(Shadow{URL: sh.URL, MaxInFlight: maxShadowInFlight}))
 	start := time.Now()
 	r.Close()
-	if took := time.Since(start); took > 100*time.Millisecond {
+	if took := time.Since(start); took > 500*time.Millisecond { // loose: a loaded machine
 		t.Fatalf("Close with no copy out took %v", took)
 	}
 }
@@ -499,10 +499,11 @@ func TestReview2ShadowCloseTimeGrowsWithMaxInFlight(t *testing.T) {
 // Regression (a842685): WeightedRoundRobin's schedule is made once per
 // view, but pick now makes a new view for every retry and hedge (without
 // the last backend) and for every backend a breaker refuses, so each of
-// those picks lays out a whole schedule: sum(weights) x len(backends)
-// steps. With 10 backends of weight ~1000 that is ~0.4 ms a pick (14 ns
-// on the cached schedule), against a latency bar of +40 us a request;
-// with 100 backends, tens of ms.
+// those picks laid out a whole schedule: sum(weights) x len(backends)
+// steps, ~0.4 ms a pick with 10 backends of weight ~1000, tens of ms
+// with 100. A derived view must walk its parent's schedule instead. (This
+// checks that, not the time: speed is not asserted in unit tests, and
+// an earlier version that timed the picks failed on a loaded CI machine.)
 func TestReview2WRRDerivedViewCost(t *testing.T) {
 	var cs []BackendConfig
 	for i := range 10 {
@@ -515,12 +516,14 @@ func TestReview2WRRDerivedViewCost(t *testing.T) {
 	v := s.view.Load()
 	p := WeightedRoundRobin()
 	p.Pick(nil, Backends{s, v})
-	const n = 20
-	start := time.Now()
-	for range n {
-		p.Pick(nil, Backends{s, v.without(s.list[0])}) // what pick does for a retry that avoids backend 0
-	}
-	if per := time.Since(start) / n; per > 50*time.Microsecond {
-		t.Fatalf("a WeightedRoundRobin pick for a retry takes %v", per)
+	for range 20 {
+		dv := v.without(s.list[0]) // what pick does for a retry that avoids backend 0
+		b, err := p.Pick(nil, Backends{s, dv})
+		if err != nil || b == s.list[0] {
+			t.Fatalf("a pick for a retry that avoids backend 0 gave %v, %v", b, err)
+		}
+		if dv.wrr != nil {
+			t.Fatalf("a derived view laid out a schedule of its own (%d steps)", len(dv.wrr))
+		}
 	}
 }

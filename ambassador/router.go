@@ -112,23 +112,26 @@ func (r *Router) SetBackends(backends []BackendConfig) error {
 	s.view.Store(makeView(s, time.Now()))
 	r.set.Store(s)
 	r.viewMu.Unlock()
-	if old != nil {
-		for _, b := range old.list {
-			if s.byName[b.name] != b {
-				b.removed.Store(true)
-			}
-		}
+	if old == nil {
+		return nil
 	}
-	// Connections kept to backends that are gone would stay open forever.
-	if h, ok := r.o.transport.(*h1Transport); ok && old != nil {
-		kept := map[string]bool{}
-		for _, b := range s.list {
-			kept[hostPort(b.url)] = true
+	// Connections kept to addresses no backend has any more would stay
+	// open until their idle timeout: they go now, and those in use as
+	// their requests end. (A backend whose weight changed keeps its
+	// address, and its connections.)
+	kept := map[string]bool{}
+	for _, b := range s.list {
+		kept[hostPort(b.url)] = true
+	}
+	h, _ := r.o.transport.(*h1Transport)
+	for _, b := range old.list {
+		addr := hostPort(b.url)
+		if kept[addr] {
+			continue
 		}
-		for _, b := range old.list {
-			if addr := hostPort(b.url); !kept[addr] {
-				h.closeIdleTo(addr)
-			}
+		b.removed.Store(true)
+		if h != nil {
+			h.closeIdleTo(addr)
 		}
 	}
 	return nil
