@@ -181,7 +181,7 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 	c := &race{ch: make(chan tryResult, attempts+hedges)}
 	var (
 		cancels      []context.CancelCauseFunc
-		last         *Backend // the latest try's
+		tried        []*Backend // the tries' backends, in order
 		first        *Backend
 		retried      int
 		hedged       int
@@ -226,7 +226,7 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		if first == nil {
 			first = b
 		}
-		last = b
+		tried = append(tried, b)
 		running++
 		go func() {
 			resp, err := r.try(req, b, probe, cancel, perTry)
@@ -238,7 +238,7 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 	// budget: a refusal is counted at at, the backend the request was
 	// slow or failed at.
 	extra := func(at *Backend) (*Backend, uint64, bool) {
-		b, probe, err := r.pick(out, s, last)
+		b, probe, err := r.pick(out, s, tried...)
 		if err != nil {
 			return nil, 0, false
 		}
@@ -259,7 +259,7 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		}
 		c.end()
 	}
-	b, probe, err := r.pick(out, s, nil)
+	b, probe, err := r.pick(out, s)
 	if err != nil {
 		return nil, err
 	}

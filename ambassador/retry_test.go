@@ -245,6 +245,41 @@ func TestHedge(t *testing.T) {
 	}
 }
 
+// Each hedge and retry goes to a backend the request has not been tried
+// at while there is one: with two slow backends, the second hedge goes to
+// the third, not back to the first. (It avoided only the last try's.)
+func TestHedgesAvoidEveryTriedBackend(t *testing.T) {
+	var gone atomic.Int32
+	s := map[string]*httptest.Server{
+		"a": backend(t, "a", slow(5*time.Second, &gone)),
+		"b": backend(t, "b", slow(5*time.Second, &gone)),
+		"c": backend(t, "c", nil),
+	}
+	first := PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) { return bs.At(0), nil })
+	r := newRouter(t, s, []string{"a", "b", "c"}, WithPolicy(first), WithHedge(Hedge{After: 20 * time.Millisecond, Max: 2}))
+	if code, from, _ := get(t, r.Proxy(), "/"); code != 200 || from != "c" {
+		t.Fatalf("%d from %q, want c's answer", code, from)
+	}
+	if st := r.Stats(); st[0].Requests != 1 || st[1].Requests != 1 || st[2].Requests != 1 {
+		t.Fatalf("requests a %d, b %d, c %d: want one each", st[0].Requests, st[1].Requests, st[2].Requests)
+	}
+	waitFor(t, "the slow tries to be cancelled", func() bool { return gone.Load() == 2 })
+
+	// Tried at both of two backends, a third try goes to the one tried
+	// longest ago.
+	var n atomic.Int32
+	fail := func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1) < 3 {
+			w.WriteHeader(503)
+		}
+	}
+	s = map[string]*httptest.Server{"a": backend(t, "a", fail), "b": backend(t, "b", fail)}
+	r = newRouter(t, s, []string{"a", "b"}, WithPolicy(first), WithRetry(Retry{Attempts: 3, Backoff: time.Millisecond}))
+	if code, from, _ := get(t, r.Proxy(), "/"); code != 200 || from != "a" {
+		t.Fatalf("%d from %q, want a's answer on the third try", code, from)
+	}
+}
+
 // A hedge and a retry together: the first try fails slowly, the hedge
 // fails fast, and the retry succeeds.
 func TestHedgeThenRetry(t *testing.T) {

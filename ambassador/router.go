@@ -194,7 +194,7 @@ func (r *Router) send(out *http.Request) (*http.Response, error) {
 	if r.o.retry != nil || r.o.hedge != nil {
 		return r.sendAgain(out, s)
 	}
-	b, probe, err := r.pick(out, s, nil)
+	b, probe, err := r.pick(out, s)
 	if err != nil {
 		return nil, err
 	}
@@ -202,19 +202,21 @@ func (r *Router) send(out *http.Request) (*http.Response, error) {
 }
 
 // pick asks the policy for a backend for out that its breaker lets
-// through, other than avoid (the last one tried) if the policy offers
-// another. A backend the breaker refuses is taken out of the policy's
-// choice and the policy asked again. probe is the breaker opening a
-// half-open probe is for, else 0.
-func (r *Router) pick(out *http.Request, s *backendSet, avoid *Backend) (b *Backend, probe uint64, err error) {
+// through, other than those in avoid (the ones the request was tried at)
+// while the policy has others. A backend the breaker refuses is taken
+// out of the policy's choice and the policy asked again. probe is the
+// breaker opening a half-open probe is for, else 0.
+func (r *Router) pick(out *http.Request, s *backendSet, avoid ...*Backend) (b *Backend, probe uint64, err error) {
 	var now time.Time
 	v := s.view.Load()
 	if !v.expires.IsZero() || r.o.breaker != nil {
 		now = time.Now()
 		v = r.view(s, now)
 	}
-	if avoid != nil {
-		v = v.without(avoid)
+	// The latest tried first: when a view of one is left, without keeps
+	// it, so the backends tried longest ago are the ones tried again.
+	for i := len(avoid) - 1; i >= 0; i-- {
+		v = v.without(avoid[i])
 	}
 	var refused []*Backend
 	for {
