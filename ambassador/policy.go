@@ -55,17 +55,22 @@ func WeightedRoundRobin() Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
 		v := bs.v
 		if v.parent != nil {
-			// A view for a retry or hedge, without a backend or two: its
-			// parent's schedule, passing over them.
-			p := v.parent
-			p.wrrOnce.Do(p.makeSchedule)
-			n := bs.s.next.Add(1) - 1
-			for i := range uint64(len(p.wrr)) {
-				if b := p.list[p.wrr[(n+i)%uint64(len(p.wrr))]]; !v.out[b] {
+			// A view for a retry or hedge, without a backend or two: one
+			// pick by weight at random, O(backends), where a schedule of
+			// its own would cost O(weight sum × backends). (Walking the
+			// parent's schedule past the left-out backends gave all their
+			// turns to whichever came next in it.)
+			total := 0
+			for _, b := range v.list {
+				total += b.weight
+			}
+			n := rand.N(total)
+			for _, b := range v.list {
+				if n -= b.weight; n < 0 {
 					return b, nil
 				}
 			}
-			return v.list[0], nil // not reached: the view is not empty
+			return v.list[len(v.list)-1], nil // not reached
 		}
 		v.wrrOnce.Do(v.makeSchedule)
 		n := bs.s.next.Add(1) - 1

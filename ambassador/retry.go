@@ -182,7 +182,6 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 	var (
 		cancels      []context.CancelCauseFunc
 		tried        []*Backend // the tries' backends, in order
-		first        *Backend
 		retried      int
 		hedged       int
 		running      int
@@ -223,9 +222,6 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 		}
 		i := len(cancels)
 		cancels = append(cancels, cancel)
-		if first == nil {
-			first = b
-		}
 		tried = append(tried, b)
 		running++
 		go func() {
@@ -238,7 +234,9 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 	// budget: a refusal is counted at at, the backend the request was
 	// slow or failed at.
 	extra := func(at *Backend) (*Backend, uint64, bool) {
-		b, probe, err := r.pick(out, s, tried...)
+		// From the backends as they are now: one removed since the
+		// request came is not tried again.
+		b, probe, err := r.pick(out, r.set.Load(), tried...)
 		if err != nil {
 			return nil, 0, false
 		}
@@ -310,10 +308,10 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 				hedgeT.Reset(he.After) // hedge the retry as the first
 			}
 		case <-hedgeC:
-			if hedged >= hedges || running == 0 {
+			if hedged >= hedges || running == 0 || !timeFor(ctx, 0) {
 				continue
 			}
-			b, probe, ok := extra(first)
+			b, probe, ok := extra(tried[len(tried)-1]) // the slow one: the first, or a retry
 			if !ok || launch(b, probe, kindHedge) != nil {
 				continue // the tries out go on
 			}

@@ -207,6 +207,19 @@ func (r *Router) send(out *http.Request) (*http.Response, error) {
 // out of the policy's choice and the policy asked again. probe is the
 // breaker opening a half-open probe is for, else 0.
 func (r *Router) pick(out *http.Request, s *backendSet, avoid ...*Backend) (b *Backend, probe uint64, err error) {
+	if len(s.list) == 0 {
+		return nil, 0, ErrNoBackends
+	}
+	b, probe, err = r.pickFrom(out, s, avoid)
+	if errors.Is(err, ErrCircuitOpen) && len(avoid) > 0 {
+		// The breakers refuse every backend not tried: a tried one may
+		// still take it.
+		return r.pickFrom(out, s, nil)
+	}
+	return b, probe, err
+}
+
+func (r *Router) pickFrom(out *http.Request, s *backendSet, avoid []*Backend) (b *Backend, probe uint64, err error) {
 	var now time.Time
 	v := s.view.Load()
 	if !v.expires.IsZero() || r.o.breaker != nil {
