@@ -63,8 +63,9 @@ func (c *Retry) check() error {
 }
 
 // Hedge sends a copy of a request that has had no response headers After
-// its start to another backend, and takes whichever answers first; the
-// other is cancelled. It cuts the tail latency a slow backend adds, at the
+// its start to another backend (one it has not been tried at, where the
+// policy has one: with one backend, or Sharded, the same one), and takes
+// whichever answers first; the other is cancelled. It cuts the tail latency a slow backend adds, at the
 // cost of extra requests, each taken from the Router's budget (see
 // WithBudget) so that hedges cannot double the load on backends that are
 // slow because they are overloaded. Only requests Retry would repeat are
