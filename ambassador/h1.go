@@ -297,6 +297,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, answered bool, err error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, bool, error) {
+		pc.lc.left = -1 // the connection is closed, but no limit outlives a head
 		stop()
 		if cerr := req.Context().Err(); cerr != nil {
 			err = cerr
@@ -318,7 +319,6 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 	for {
 		_, err := pc.br.Peek(1)
 		if err != nil {
-			pc.lc.left = -1
 			return fail(err) // nothing came back: the request may go again
 		}
 		answered = true
@@ -327,7 +327,6 @@ func (t *h1Transport) send(pc *h1Conn, req *http.Request) (resp *http.Response, 
 			err = errHeadTooLarge // whatever the cut-off line looked like
 		}
 		if err != nil {
-			pc.lc.left = -1
 			return fail(err)
 		}
 		// 1xx answers other than 101 come before the real one.

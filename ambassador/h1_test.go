@@ -235,15 +235,7 @@ func TestH1IdleTimeout(t *testing.T) {
 
 // SetBackends closes the idle connections to the backends it drops.
 func TestSetBackendsClosesIdle(t *testing.T) {
-	closed := make(chan struct{}, 10)
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateClosed {
-			closed <- struct{}{}
-		}
-	}
-	s.Start()
-	defer s.Close()
+	s, closed := closeWatch(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	other := backend(t, "other", nil)
 	r := newRouter(t, map[string]*httptest.Server{"a": s, "b": other}, []string{"a"})
 	get(t, r.Proxy(), "/")

@@ -1,7 +1,6 @@
 package ambassador
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -406,7 +405,7 @@ type view struct {
 
 	wrrOnce sync.Once
 	wrr     []int32 // WeightedRoundRobin's schedule, made when first used
-	parent  *view   // the view this one leaves backends out of, if any
+	derived bool    // leaves out backends a request was tried at (see without)
 }
 
 // makeView makes s's view at now.
@@ -546,7 +545,7 @@ func (v *view) without(b *Backend) *view {
 	if i < 0 || len(v.list) == 1 {
 		return v
 	}
-	w := &view{list: make([]*Backend, 0, len(v.list)-1), out: map[*Backend]bool{b: true}, expires: v.expires, parent: cmp.Or(v.parent, v)}
+	w := &view{list: make([]*Backend, 0, len(v.list)-1), out: map[*Backend]bool{b: true}, expires: v.expires, derived: true}
 	w.list = append(append(w.list, v.list[:i]...), v.list[i+1:]...)
 	for o := range v.out {
 		w.out[o] = true

@@ -2,6 +2,7 @@ package ambassador
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -25,6 +26,22 @@ func backend(t *testing.T, name string, h func(w http.ResponseWriter, r *http.Re
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// closeWatch starts a backend that runs h and reports each connection it
+// sees closed on the returned channel.
+func closeWatch(t *testing.T, h http.HandlerFunc) (*httptest.Server, <-chan struct{}) {
+	t.Helper()
+	closed := make(chan struct{}, 100)
+	s := httptest.NewUnstartedServer(h)
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, closed
 }
 
 // newRouter makes a Router over servers named by their keys, in the order

@@ -54,12 +54,12 @@ func RoundRobin() Policy {
 func WeightedRoundRobin() Policy {
 	return PolicyFunc(func(_ *http.Request, bs Backends) (*Backend, error) {
 		v := bs.v
-		if v.parent != nil {
+		if v.derived {
 			// A view for a retry or hedge, without a backend or two: one
 			// pick by weight at random, O(backends), where a schedule of
 			// its own would cost O(weight sum × backends). (Walking the
-			// parent's schedule past the left-out backends gave all their
-			// turns to whichever came next in it.)
+			// whole view's schedule past the left-out backends gave all
+			// their turns to whichever came next in it.)
 			total := 0
 			for _, b := range v.list {
 				total += b.weight

@@ -65,11 +65,11 @@ func (c *Retry) check() error {
 // Hedge sends a copy of a request that has had no response headers After
 // its start to another backend (one it has not been tried at, where the
 // policy has one: with one backend, or Sharded, the same one), and takes
-// whichever answers first; the other is cancelled. It cuts the tail latency a slow backend adds, at the
-// cost of extra requests, each taken from the Router's budget (see
-// WithBudget) so that hedges cannot double the load on backends that are
-// slow because they are overloaded. Only requests Retry would repeat are
-// hedged.
+// whichever answers first; the other is cancelled. It cuts the tail
+// latency a slow backend adds, at the cost of extra requests, each taken
+// from the Router's budget (see WithBudget) so that hedges cannot double
+// the load on backends that are slow because they are overloaded. Only
+// requests Retry would repeat are hedged.
 type Hedge struct {
 	// After is how long to wait for response headers before a copy goes:
 	// about the backends' 95th percentile latency. Required.
@@ -285,26 +285,18 @@ func (r *Router) sendAgain(out *http.Request, s *backendSet) (*http.Response, er
 			}
 			d := backoff << min(retried, 10)
 			d = d/2 + rand.N(d/2+1)
-			if len(cancels)-hedged >= attempts || !timeFor(ctx, d) {
-				finish(failure.i)
-				return failure.resp, failure.err
-			}
-			if !sleep(ctx, d) {
+			if len(cancels)-hedged >= attempts || !timeFor(ctx, d) || !sleep(ctx, d) {
 				finish(failure.i)
 				return failure.resp, failure.err
 			}
 			// Picked after the backoff, so that what changed meanwhile (a
 			// breaker opened, a backend ejected) counts.
 			b, probe, ok := extra(t.b)
-			if !ok {
+			if !ok || launch(b, probe, kindRetry) != nil {
 				finish(failure.i)
 				return failure.resp, failure.err
 			}
 			retried++
-			if err := launch(b, probe, kindRetry); err != nil {
-				finish(failure.i)
-				return failure.resp, failure.err
-			}
 			if hedgeT != nil {
 				hedgeT.Reset(he.After) // hedge the retry as the first
 			}

@@ -501,9 +501,10 @@ func TestReview2ShadowCloseTimeGrowsWithMaxInFlight(t *testing.T) {
 // the last backend) and for every backend a breaker refuses, so each of
 // those picks laid out a whole schedule: sum(weights) x len(backends)
 // steps, ~0.4 ms a pick with 10 backends of weight ~1000, tens of ms
-// with 100. A derived view must walk its parent's schedule instead. (This
-// checks that, not the time: speed is not asserted in unit tests, and
-// an earlier version that timed the picks failed on a loaded CI machine.)
+// with 100. A derived view must lay out no schedule of its own (it picks
+// by weight at random, see TestReview7WeightedRetriesSkewed). (This checks
+// that, not the time: speed is not asserted in unit tests, and an
+// earlier version that timed the picks failed on a loaded CI machine.)
 func TestReview2WRRDerivedViewCost(t *testing.T) {
 	var cs []BackendConfig
 	for i := range 10 {

@@ -127,16 +127,7 @@ func TestReview3ProxyPassesUnaskedSwitchingProtocols(t *testing.T) {
 	// tunnel mode would pass on without looking), and returns all that
 	// came back.
 	talk := func(h http.Handler) string {
-		front := httptest.NewUnstartedServer(h)
-		front.Config.ErrorLog = log.New(io.Discard, "", 0)
-		front.Start()
-		defer front.Close()
-		c, err := net.Dial("tcp", front.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := rv3Front(t, h)
 		io.WriteString(c, "GET /status HTTP/1.1\r\nHost: front\r\n\r\n")
 		br := bufio.NewReader(c)
 		var got strings.Builder
@@ -287,21 +278,13 @@ func TestReview3IdleConnsNeverReaped(t *testing.T) {
 // timer, see TestReview3IdleConnsNeverReaped). Expected: the connection
 // closed once its request ends; observed: it stays open, in t.idle.
 func TestReview3PutAfterBackendDropped(t *testing.T) {
-	closed := make(chan struct{}, 10)
 	release := make(chan struct{})
-	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, closed := closeWatch(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
 		<-release
 		io.WriteString(w, "done")
-	}))
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateClosed {
-			closed <- struct{}{}
-		}
-	}
-	s.Start()
-	defer s.Close()
+	})
 	other := backend(t, "other", nil)
 	r := newRouter(t, map[string]*httptest.Server{"a": s, "b": other}, []string{"a"})
 	resp, err := r.Transport().RoundTrip(must(http.NewRequest("GET", "http://svc/", nil)))
@@ -338,7 +321,7 @@ func TestReview3StatusBelow100Panics(t *testing.T) {
 	})
 	r := routerFor(t, []BackendConfig{{Name: "a", URL: "http://" + addr}})
 	var panics atomic.Int32
-	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	front := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
 				panics.Add(1)
@@ -346,16 +329,8 @@ func TestReview3StatusBelow100Panics(t *testing.T) {
 			}
 		}()
 		r.Proxy().ServeHTTP(w, req)
-	}))
-	front.Config.ErrorLog = log.New(io.Discard, "", 0)
-	front.Start()
-	defer front.Close()
-	c, err := net.Dial("tcp", front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	})
+	c := rv3Front(t, front)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: front\r\n\r\n")
 	line, _ := bufio.NewReader(c).ReadString('\n')
 	if !strings.HasPrefix(line, "HTTP/1.1 502 ") || panics.Load() != 0 {
@@ -427,4 +402,21 @@ func rv3SlowUpload(r *Router) *httptest.ResponseRecorder {
 	req.RemoteAddr = "127.0.0.1:5555"
 	r.Proxy().ServeHTTP(rec, req)
 	return rec
+}
+
+// rv3Front serves h on 127.0.0.1, its error log quiet, and returns a raw
+// connection to it, closed with its server at the end of the test.
+func rv3Front(t *testing.T, h http.Handler) net.Conn {
+	t.Helper()
+	front := httptest.NewUnstartedServer(h)
+	front.Config.ErrorLog = log.New(io.Discard, "", 0)
+	front.Start()
+	t.Cleanup(front.Close)
+	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
 }

@@ -15,22 +15,6 @@ import (
 	"time"
 )
 
-// closeWatch starts a backend that runs h and reports each connection it
-// sees closed on the returned channel.
-func closeWatch(t *testing.T, h http.HandlerFunc) (*httptest.Server, <-chan struct{}) {
-	t.Helper()
-	closed := make(chan struct{}, 100)
-	s := httptest.NewUnstartedServer(h)
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateClosed {
-			closed <- struct{}{}
-		}
-	}
-	s.Start()
-	t.Cleanup(s.Close)
-	return s, closed
-}
-
 // Bug (regression of 07f0c4c; router.go SetBackends / h1.go closeIdleTo):
 // requests with a body now go through h1Transport.next, an
 // http.Transport, whose idle pool closeIdleTo never reaches. SetBackends

@@ -453,11 +453,8 @@ func backendURL(b *Backend, u *url.URL) *url.URL {
 	out.Scheme, out.Host = b.url.Scheme, b.url.Host
 	if b.url.Path != "" && b.url.Path != "/" {
 		raw := strings.TrimSuffix(b.url.EscapedPath(), "/") + "/" + strings.TrimPrefix(u.EscapedPath(), "/")
-		path, err := url.PathUnescape(raw)
-		if err != nil {
-			path = strings.TrimSuffix(b.url.Path, "/") + "/" + strings.TrimPrefix(u.Path, "/") // not reached: both were escaped by url
-		}
-		out.Path, out.RawPath = path, ""
+		out.Path, _ = url.PathUnescape(raw) // cannot fail: both halves are url's own escaping
+		out.RawPath = ""
 		if b.url.RawPath != "" || u.RawPath != "" {
 			out.RawPath = raw
 		}
